@@ -1,0 +1,1 @@
+"""The producer side: HTTP service, Python client and the `embedq` command line."""

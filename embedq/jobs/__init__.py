@@ -1,0 +1,1 @@
+"""The job ledger: schema, migrations, guarded state transitions, progress counters, leases."""

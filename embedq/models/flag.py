@@ -1,0 +1,83 @@
+"""Loading weights through FlagEmbedding, keeping only the torch modules.
+
+FlagEmbedding knows how each model family is assembled (BGE-M3's ColBERT and
+sparse heads, rerankers' classification head); embedq takes the modules it
+builds and runs them itself on its own micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embedq.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderModules:
+    """A backbone, its tokenizer, and BGE-M3's heads when the model has them."""
+
+    backbone: torch.nn.Module
+    tokenizer: Any
+    colbert_linear: torch.nn.Module | None = None
+    sparse_linear: torch.nn.Module | None = None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> EncoderModules:
+        for module in (self.backbone, self.colbert_linear, self.sparse_linear):
+            if module is not None:
+                module.to(device=device, dtype=dtype).eval()
+        return self
+
+
+def load_m3(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
+    from FlagEmbedding import BGEM3FlagModel
+
+    flag = _construct(
+        BGEM3FlagModel, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
+    )
+    wrapper = flag.model
+    return EncoderModules(
+        backbone=wrapper.model,
+        tokenizer=flag.tokenizer,
+        colbert_linear=wrapper.colbert_linear,
+        sparse_linear=wrapper.sparse_linear,
+    )
+
+
+def load_dense(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
+    from FlagEmbedding import FlagModel
+
+    flag = _construct(
+        FlagModel, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
+    )
+    return EncoderModules(backbone=flag.model, tokenizer=flag.tokenizer)
+
+
+def load_cross_encoder(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
+    from FlagEmbedding import FlagReranker
+
+    flag = _construct(
+        FlagReranker, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
+    )
+    return EncoderModules(backbone=flag.model, tokenizer=flag.tokenizer)
+
+
+def _construct(flag_class: Any, folder: Path, **kwargs: Any) -> Any:
+    # FlagEmbedding and transformers print load reports to stdout; keep them in the log
+    report = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(report):
+            flag = flag_class(str(folder), **kwargs)
+    except Exception as error:
+        raise ModelLoadError(f"cannot load model from {folder}: {error}") from error
+    if report.getvalue().strip():
+        logger.debug("%s said while loading: %s", flag_class.__name__, report.getvalue().strip())
+    return flag
