@@ -37,7 +37,7 @@ from embedq.models.runtime import (
     build_runtime,
 )
 from embedq.models.splitting import Failure
-from embedq.models.tokens import LongText, SpecialTokens, Window
+from embedq.models.tokens import LongText, SpecialTokens, TokenizedText, Window
 
 logger = logging.getLogger(__name__)
 
@@ -183,49 +183,48 @@ class Embedder:
             else:
                 errors[index] = problem
         windows: list[Window] = []
-        for index, encoding in self._tokenize(valid, errors):
-            ids, offsets = encoding
-            if not ids:
+        for index, tokenized in self._tokenize(valid, errors):
+            if not tokenized.ids:
                 errors[index] = "text has no tokens (only characters the tokenizer drops)"
                 continue
-            windows.extend(self._cut(index, ids, offsets))
+            windows.extend(
+                tokens.make_windows(
+                    index,
+                    tokenized,
+                    special=self._special,
+                    width=self._content_width,
+                    overlap=self.settings.chunk_overlap,
+                )
+            )
         return windows, errors
 
     def _tokenize(
         self, valid: list[tuple[int, str]], errors: dict[int, str]
-    ) -> list[tuple[int, tuple[list[int], Any]]]:
+    ) -> list[tuple[int, TokenizedText]]:
+        """Tokenise in one call; if that fails, text by text so one bad text fails alone."""
         if not valid:
             return []
         truncate_to = self._content_width if self.settings.long_text == "truncate" else None
         tokenizer = self.modules.tokenizer
         try:
-            encoded = tokens.tokenize(tokenizer, [text for _, text in valid], truncate_to=truncate_to)
-            return list(zip([i for i, _ in valid], _id_offset_pairs(encoded), strict=True))
+            texts = [text for _, text in valid]
+            tokenized = tokens.tokenize(tokenizer, texts, truncate_to=truncate_to)
+            return list(zip([index for index, _ in valid], tokenized, strict=True))
         except Exception:
             logger.warning("batched tokenisation failed; retrying text by text", exc_info=True)
         pairs = []
         for index, text in valid:
             try:
-                encoded = tokens.tokenize(tokenizer, [text], truncate_to=truncate_to)
+                pairs.append(
+                    (index, tokens.tokenize(tokenizer, [text], truncate_to=truncate_to)[0])
+                )
             except Exception as error:
                 errors[index] = f"text cannot be tokenised: {error}"
-                continue
-            pairs.append((index, _id_offset_pairs(encoded)[0]))
         return pairs
 
     @property
     def _content_width(self) -> int:
         return self.settings.max_length - self._special.single_count
-
-    def _cut(self, index: int, ids: list[int], offsets: Any) -> list[Window]:
-        return tokens.make_windows(
-            index,
-            ids,
-            offsets,
-            special=self._special,
-            width=self._content_width,
-            overlap=self.settings.chunk_overlap,
-        )
 
     def _compute(self, batch: PaddedBatch) -> list[_Vectors]:
         modules, settings = self.modules, self.settings
@@ -265,11 +264,6 @@ def text_problem(text: object) -> str | None:
     except UnicodeEncodeError as error:
         return f"text is not valid Unicode (unpaired surrogate at character {error.start})"
     return None
-
-
-def _id_offset_pairs(encoded: Any) -> list[tuple[list[int], Any]]:
-    offsets = encoded.get("offset_mapping") or [None] * len(encoded["input_ids"])
-    return list(zip(encoded["input_ids"], offsets, strict=True))
 
 
 def assemble(

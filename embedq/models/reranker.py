@@ -43,7 +43,9 @@ class RerankError(ValueError):
     def __init__(self, reasons: dict[int, str]) -> None:
         self.reasons = reasons
         first = min(reasons)
-        super().__init__(f"{len(reasons)} pair(s) could not be scored; pair {first}: {reasons[first]}")
+        super().__init__(
+            f"{len(reasons)} pair(s) could not be scored; pair {first}: {reasons[first]}"
+        )
 
 
 class Reranker:
@@ -145,11 +147,9 @@ class Reranker:
         tokenizer = self.modules.tokenizer
         queries = tokens.tokenize(
             tokenizer, [q for q, _ in pairs], truncate_to=self.max_length * 3 // 4
-        )["input_ids"]
-        passages = tokens.tokenize(tokenizer, [p for _, p in pairs], truncate_to=self.max_length)[
-            "input_ids"
-        ]
-        return [self._pair(q, p) for q, p in zip(queries, passages, strict=True)]
+        )
+        passages = tokens.tokenize(tokenizer, [p for _, p in pairs], truncate_to=self.max_length)
+        return [self._pair(q.ids, p.ids) for q, p in zip(queries, passages, strict=True)]
 
     def _pair(self, query: list[int], passage: list[int]) -> TokenSequence:
         room = self.max_length - self._special.pair_count - len(query)

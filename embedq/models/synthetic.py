@@ -57,15 +57,25 @@ def train_tokenizer(
     folder: Path, texts: Iterable[str], *, style: TokenizerStyle, vocab_size: int = 2000
 ) -> None:
     """Train a small tokenizer on ``texts`` and save it, ready for ``AutoTokenizer``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     if style == "xlm-roberta":
         specials = _XLMR_SPECIALS
         tokenizer = Tokenizer(models.Unigram())
         tokenizer.normalizer = normalizers.NFKC()
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        # as XLM-R's own tokenizer.json: split on any whitespace, then mark word starts
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()]
+        )
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size,
@@ -108,8 +118,13 @@ def build_encoder(
 
     ``reranker=True`` builds a cross-encoder (one logit) instead of an embedder.
     """
-    from transformers import AutoTokenizer, BertConfig, XLMRobertaConfig
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import (
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        XLMRobertaConfig,
+    )
 
     shape = shape or EncoderShape()
     folder.mkdir(parents=True, exist_ok=True)

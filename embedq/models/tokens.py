@@ -100,37 +100,81 @@ class Window:
         return len(self.input_ids)
 
 
-def window_starts(num_tokens: int, width: int, overlap: int) -> list[int]:
-    """Start positions of windows of ``width`` tokens overlapping by ``overlap``.
+@dataclass(frozen=True)
+class TokenizedText:
+    """One text's content tokens, their character spans, and which tokens begin a word."""
 
-    The last window ends exactly at the last token, so no window is a sliver.
-    """
-    if num_tokens <= width:
-        return [0]
-    step = width - overlap
-    starts = list(range(0, num_tokens - width, step))
-    starts.append(num_tokens - width)
-    return starts
+    ids: list[int]
+    offsets: list[tuple[int, int]] | None
+    word_starts: list[bool] | None
+
+    def starts_word(self, position: int) -> bool:
+        if position <= 0 or position >= len(self.ids):
+            return True
+        return self.word_starts is None or self.word_starts[position]
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], *, truncate_to: int | None) -> Any:
+def tokenize(
+    tokenizer: Any, texts: Sequence[str], *, truncate_to: int | None
+) -> list[TokenizedText]:
     """One batched tokenizer call, without special tokens, with character offsets."""
-    return tokenizer(
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(
         list(texts),
         add_special_tokens=False,
         truncation=truncate_to is not None,
         max_length=truncate_to,
-        return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+        return_offsets_mapping=fast,
         return_attention_mask=False,
         return_token_type_ids=False,
         verbose=False,
     )
+    return [
+        TokenizedText(
+            ids=list(ids),
+            offsets=encoded["offset_mapping"][row] if fast else None,
+            word_starts=_word_starts(encoded.word_ids(row)) if fast else None,
+        )
+        for row, ids in enumerate(encoded["input_ids"])
+    ]
+
+
+def _word_starts(word_ids: Sequence[int | None]) -> list[bool]:
+    return [i == 0 or word != word_ids[i - 1] or word is None for i, word in enumerate(word_ids)]
+
+
+def window_spans(text: TokenizedText, width: int, overlap: int) -> list[tuple[int, int]]:
+    """Token ranges of windows of at most ``width`` tokens, overlapping by about ``overlap``.
+
+    Windows begin and end on word boundaries, so no word is cut in two and each
+    chunk's text tokenises back to the same tokens. Only a word too long to
+    find a boundary near the cut (a URL, a run of symbols) is cut inside.
+    """
+    count = len(text.ids)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end = min(start + width, count)
+        # never give up more than half a window to reach a boundary
+        end = _word_boundary_near(text, end, floor=max(start + 1, end - width // 2))
+        spans.append((start, end))
+        if end >= count:
+            return spans
+        target = max(end - overlap, start + 1)
+        start = _word_boundary_near(text, target, floor=max(start + 1, target - width // 4))
+
+
+def _word_boundary_near(text: TokenizedText, position: int, *, floor: int) -> int:
+    """The last word start in ``[floor, position]``; ``position`` itself if there is none."""
+    for candidate in range(position, floor - 1, -1):
+        if text.starts_word(candidate):
+            return candidate
+    return position
 
 
 def make_windows(
     text_index: int,
-    ids: Sequence[int],
-    offsets: Sequence[tuple[int, int]] | None,
+    text: TokenizedText,
     *,
     special: SpecialTokens,
     width: int,
@@ -138,16 +182,15 @@ def make_windows(
 ) -> list[Window]:
     """Cut one tokenised text into windows of at most ``width`` content tokens."""
     windows = []
-    for chunk_index, start in enumerate(window_starts(len(ids), width, overlap)):
-        end = min(start + width, len(ids))
-        span = (offsets[start][0], offsets[end - 1][1]) if offsets else (None, None)
+    for chunk_index, (start, end) in enumerate(window_spans(text, width, overlap)):
+        offsets = text.offsets
         windows.append(
             Window(
                 text_index=text_index,
                 chunk_index=chunk_index,
-                input_ids=special.wrap(ids[start:end]),
-                start=span[0],
-                end=span[1],
+                input_ids=special.wrap(text.ids[start:end]),
+                start=offsets[start][0] if offsets else None,
+                end=offsets[end - 1][1] if offsets else None,
             )
         )
     return windows

