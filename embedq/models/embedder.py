@@ -127,7 +127,7 @@ class Embedder:
             long_text=long_text,
             chunk_overlap=chunk_overlap,
         )
-        config = modules.backbone.config
+        config = modules.config
         runtime = build_runtime(
             placement=placement,
             config=config,
@@ -149,7 +149,7 @@ class Embedder:
 
     @property
     def dense_dim(self) -> int:
-        return int(self.modules.backbone.config.hidden_size)
+        return int(self.modules.config.hidden_size)
 
     @property
     def colbert_dim(self) -> int | None:
@@ -315,7 +315,7 @@ def _settings(
     chunk_overlap: int | None,
 ) -> EmbedderSettings:
     hints = SentenceTransformerHints.read(folder)
-    limit = usable_max_length(modules.tokenizer, modules.backbone.config)
+    limit = usable_max_length(modules.tokenizer, modules.config)
     length = max_length or min(hints.max_length or limit, limit)
     if not 4 <= length <= limit:
         raise InvalidSettingError(f"max_length must be between 4 and {limit}, got {length}")

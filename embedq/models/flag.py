@@ -30,6 +30,11 @@ class EncoderModules:
     colbert_linear: torch.nn.Module | None = None
     sparse_linear: torch.nn.Module | None = None
 
+    @property
+    def config(self) -> Any:
+        """The backbone's transformers configuration."""
+        return self.backbone.config
+
     def to(self, device: torch.device, dtype: torch.dtype) -> EncoderModules:
         for module in (self.backbone, self.colbert_linear, self.sparse_linear):
             if module is not None:

@@ -77,7 +77,7 @@ class Reranker:
         placement = place(device, memory_budget, dtype)
         modules = flag.load_cross_encoder(folder, trust_remote_code=trust_remote_code)
         modules.to(placement.device, placement.dtype)
-        config = modules.backbone.config
+        config = modules.config
         limit = usable_max_length(modules.tokenizer, config)
         length = max_length or min(DEFAULT_MAX_LENGTH, limit)
         if not 8 <= length <= limit:

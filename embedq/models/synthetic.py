@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -68,6 +68,7 @@ def train_tokenizer(
     )
     from transformers import PreTrainedTokenizerFast
 
+    trainer: Any
     if style == "xlm-roberta":
         specials = _XLMR_SPECIALS
         tokenizer = Tokenizer(models.Unigram())
@@ -139,8 +140,8 @@ def build_encoder(
         intermediate_size=shape.intermediate_size,
         max_position_embeddings=shape.max_position_embeddings,
         pad_token_id=tokenizer.pad_token_id,
-        num_labels=1,
     )
+    config.num_labels = 1  # a cross-encoder scores with one logit
     torch.manual_seed(seed)
     model_class = AutoModelForSequenceClassification if reranker else AutoModel
     model_class.from_config(config).save_pretrained(str(folder))

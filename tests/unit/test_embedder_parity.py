@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from FlagEmbedding import BGEM3FlagModel
@@ -127,7 +129,7 @@ def test_chunks_overlap_and_cover_the_text(m3_folder, scifact_texts):
     spans = [(c.start, c.end) for c in result.chunks]
     assert spans[0][0] == 0
     assert spans[-1][1] == len(text.rstrip())
-    for (_, previous_end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, previous_end), (start, _) in itertools.pairwise(spans):
         assert start < previous_end  # overlapping windows
     assert all(c.num_tokens <= 64 for c in result.chunks)
 
