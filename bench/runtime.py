@@ -50,7 +50,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TASK_SIZE = 512
 SEED = 1234
 SCIFACT_PER_PEP = 7
-WARMUP_DOCS = 8
+WARMUP_DOCS = 32  # spread over the length range; fewer left the first method measured cold
 FIXED_BATCH_CANDIDATES = (8, 16, 32, 64, 128, 256)
 FLAG_DEFAULT_BATCH = 256  # FlagEmbedding's own default
 RSS_SAMPLE_S = 0.02
@@ -71,17 +71,25 @@ class Profile:
     peps: int
     max_length: int
     budget: str
-    outputs: str
     bucket_docs: int
 
 
 PROFILES = {
-    "cpu": Profile(MINILM, 896, 128, 256, "4GiB", "dense", 256),
-    "cuda": Profile(SYNTHETIC_M3, 2048, 325, 8192, "8GiB", "dense,sparse", 1024),
+    "cpu": Profile(MINILM, 896, 128, 256, "4GiB", 256),
+    "cuda": Profile(SYNTHETIC_M3, 2048, 325, 8192, "8GiB", 1024),
 }
 
 
 # --------------------------------------------------------------------------- corpus
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The benchmark's documents, shuffled, and how many came from each source."""
+
+    texts: list[str]
+    scifact: int
+    peps: int
 
 
 @dataclass(frozen=True)
@@ -121,9 +129,9 @@ class Workload:
         return sum(len(task.texts) for task in self.tasks)
 
 
-def read_documents(name: str) -> list[str]:
+def read_documents(data: Path, name: str) -> list[str]:
     """``title + " " + text`` of every record of a corpus, in file order."""
-    path = DATA / name / "corpus.jsonl"
+    path = data / name / "corpus.jsonl"
     with path.open(encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines if line.strip()]
     return [record["title"] + " " + record["text"] for record in records]
@@ -137,13 +145,17 @@ def corpus_counts(total: int | None, profile: Profile) -> tuple[int, int]:
     return total - peps, peps
 
 
-def mixed_corpus(scifact: int, peps: int) -> list[str]:
-    """A fixed sample of both corpora, shuffled so that every task mixes short and long."""
+def mixed_corpus(scifact: int, peps: int, data: Path = DATA) -> Corpus:
+    """A fixed sample of both corpora, shuffled so that every task mixes short and long.
+
+    Counts beyond a corpus's size are cut to it (there are 325 PEPs).
+    """
     rng = random.Random(SEED)
-    documents = rng.sample(read_documents("scifact"), scifact)
-    documents += rng.sample(read_documents("peps"), peps)
-    rng.shuffle(documents)
-    return documents
+    science, proposals = read_documents(data, "scifact"), read_documents(data, "peps")
+    chosen = rng.sample(science, min(scifact, len(science)))
+    chosen += rng.sample(proposals, min(peps, len(proposals)))
+    rng.shuffle(chosen)
+    return Corpus(chosen, min(scifact, len(science)), min(peps, len(proposals)))
 
 
 def count_tokens(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[int]:
@@ -177,9 +189,9 @@ def length_buckets(
 ) -> list[Bucket]:
     """Untruncated documents in length terciles, and the truncated ones on their own.
 
-    Documents cut at ``max_length`` are often the largest group (half the corpus at
-    256 tokens), so quantiles over all lengths would collapse; they get a bucket of
-    their own. Each bucket keeps its first ``cap`` members: the corpus is shuffled,
+    Documents cut at ``max_length`` are often the largest group (most of the CPU
+    corpus reaches 256 tokens), so quantiles over all lengths would collapse; they get
+    a bucket of their own. Each bucket keeps its first ``cap`` members: the corpus is shuffled,
     so that is a fair sample.
     """
     shorter = sorted((i for i, n in enumerate(lengths) if n < max_length), key=lengths.__getitem__)
@@ -237,6 +249,11 @@ def model_folder(name: str, texts: Sequence[str]) -> Iterator[tuple[Path, str]]:
     from embedq.models.loading import resolve_model_dir
 
     yield resolve_model_dir(name), name
+
+
+def default_outputs(is_m3: bool) -> str:
+    """What embedq itself defaults to: dense + sparse for BGE-M3, dense for the rest."""
+    return "dense,sparse" if is_m3 else "dense"
 
 
 def default_max_length(folder: Path, profile: Profile) -> int:
@@ -308,6 +325,8 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            # hand freed heap back first, or a pass after a bigger one would show no rise
+            release_memory(self.device)
             self._baseline = self._highest = _rss()
             self._sampler = threading.Thread(target=self._sample, daemon=True)
             self._sampler.start()
@@ -533,8 +552,8 @@ def measure_embedq(
 class PassLog:
     """Shapes of the encoder passes a library runs, seen at its input embedding.
 
-    Libraries call their backbone's ``forward`` directly (so hooks on it never fire),
-    but the word embedding is always called as a module.
+    sentence-transformers calls its backbone's ``forward`` method directly, so hooks
+    there never fire; every library calls the word embedding as a module.
     """
 
     def __init__(self, embedding: Any) -> None:
@@ -769,13 +788,19 @@ def measure_best_fixed(
     if not trials:
         return {
             "skipped": "no candidate batch size fits the memory budget",
+            "fit_check": fit_rule(setup, facts),
             "candidates": candidates,
         }
     runner.batch_size = min(trials, key=trials.__getitem__)
     logger.info("best fixed batch size %d (first task: %s)", runner.batch_size, trials)
     timing = timed_pass(runner, workload.tasks, setup.device)
     entry = method_entry(runner, timing, workload.tasks)
-    return {"batch_size": runner.batch_size, "candidates": candidates, **entry}
+    return {
+        "batch_size": runner.batch_size,
+        "fit_check": fit_rule(setup, facts),
+        "candidates": candidates,
+        **entry,
+    }
 
 
 def candidate_fits(
@@ -789,6 +814,12 @@ def candidate_fits(
     if setup.on_gpu:
         return runner.forward_fits(batch)
     return batch <= facts.fit_limit
+
+
+def fit_rule(setup: Setup, facts: EmbedqFacts) -> str:
+    if setup.on_gpu:
+        return f"one forward of b x {setup.max_length} random tokens under the {setup.budget} cap"
+    return f"embedq's cost model: b x {setup.max_length} tokens fit for b <= {facts.fit_limit}"
 
 
 def measure_sentence_transformers(
@@ -948,7 +979,9 @@ def plot_buckets(
     axes.set_xlabel("document length after truncation (tokens)")
     axes.set_ylabel("throughput (real tokens/s)")
     axes.set_title(title, fontsize=10)
-    axes.legend()
+    # headroom above the tallest bar for a one-row legend that hides no label
+    axes.set_ylim(top=max(max(values) for values in rates.values()) * 1.2)
+    axes.legend(loc="upper left", ncols=len(rates), frameon=False)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=150)
@@ -1012,38 +1045,46 @@ def build_workload(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from embedq.models.loading import has_m3_heads
-
     device = resolve_device(args.device)
     profile = PROFILES["cuda" if device.startswith("cuda") else "cpu"]
-    scifact, peps = corpus_counts(args.docs, profile)
-    texts = mixed_corpus(scifact, peps)
+    corpus = mixed_corpus(*corpus_counts(args.docs, profile), data=Path(args.data))
     model = args.model or profile.model
-    with model_folder(model, texts) as (folder, label):
-        setup = Setup(
-            model_path=folder,
-            model_label=label,
-            is_m3=has_m3_heads(folder, model),
-            device=device,
-            max_length=args.max_length or default_max_length(folder, profile),
-            budget=args.budget or profile.budget,
-            outputs=tuple(part.strip() for part in (args.outputs or profile.outputs).split(",")),
-        )
+    with model_folder(model, corpus.texts) as (folder, label):
+        setup = make_setup(args, profile, device, model, folder, label)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        lengths = count_tokens(tokenizer, texts, setup.max_length)
+        lengths = count_tokens(tokenizer, corpus.texts, setup.max_length)
         cap = 0 if args.no_plot else (args.bucket_docs or profile.bucket_docs)
-        workload = build_workload(texts, lengths, setup.max_length, cap)
+        workload = build_workload(corpus.texts, lengths, setup.max_length, cap)
         logger.info(
-            "%d documents (%d SciFact, %d PEP), %d real tokens, %d tasks, on %s",
-            len(texts),
-            scifact,
-            peps,
+            "%d documents (%d SciFact, %d PEP), %d real tokens in %d tasks, on %s",
+            workload.documents,
+            corpus.scifact,
+            corpus.peps,
             sum(lengths),
             len(workload.tasks),
             device,
         )
         results = measure_all(setup, workload)
-    return report(args, setup, workload, results, (scifact, peps))
+    return report(args, setup, workload, results, corpus)
+
+
+def make_setup(
+    args: argparse.Namespace, profile: Profile, device: str, model: str, folder: Path, label: str
+) -> Setup:
+    """Command-line choices, else the model's own, else the device profile's."""
+    from embedq.models.loading import has_m3_heads
+
+    is_m3 = has_m3_heads(folder, model)
+    outputs = args.outputs or default_outputs(is_m3)
+    return Setup(
+        model_path=folder,
+        model_label=label,
+        is_m3=is_m3,
+        device=device,
+        max_length=args.max_length or default_max_length(folder, profile),
+        budget=args.budget or profile.budget,
+        outputs=tuple(part.strip() for part in outputs.split(",")),
+    )
 
 
 def report(
@@ -1051,7 +1092,7 @@ def report(
     setup: Setup,
     workload: Workload,
     results: Measurements,
-    counts: tuple[int, int],
+    corpus: Corpus,
 ) -> dict[str, Any]:
     name = device_name(setup.device)
     out = Path(args.out) if args.out else RESULTS / f"runtime-{slug(name)}.json"
@@ -1067,7 +1108,7 @@ def report(
             "truncation": "every method truncates to max_length, special tokens included",
             "budget": setup.budget,
             "outputs": list(setup.outputs),
-            "docs": {"total": workload.documents, "scifact": counts[0], "peps": counts[1]},
+            "docs": {"total": workload.documents, "scifact": corpus.scifact, "peps": corpus.peps},
             "tasks": len(workload.tasks),
             "task_size": TASK_SIZE,
             "seed": SEED,
@@ -1105,6 +1146,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs", type=int, help="total documents, split about 7:1 SciFact:PEP")
     parser.add_argument("--outputs", help="embedq/BGE-M3 outputs, e.g. dense or dense,sparse")
     parser.add_argument("--out", help="JSON path (the plot goes next to it as .png)")
+    parser.add_argument(
+        "--data",
+        default=str(DATA),
+        help="folder holding scifact/ and peps/ (default: ../shared/data beside the repo)",
+    )
     parser.add_argument(
         "--bucket-docs", type=int, help="documents per length bucket for the plot (CPU: 256)"
     )

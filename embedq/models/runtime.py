@@ -162,8 +162,9 @@ def module_bytes(*modules: torch.nn.Module | None) -> int:
 # the rest absorbs the caching allocator's fragmentation on a GPU.
 GPU_ACTIVATION_SHARE = 0.9
 DEFAULT_MAX_BATCH_SIZE = {"cuda": 512, "cpu": 128}
-# On the CPU throughput stops improving well before memory runs out.
-DEFAULT_CPU_BATCH_TOKENS = 8192
+# On the CPU, batches past a couple of thousand tokens fall out of cache and run slower
+# (all-MiniLM-L6-v2 on 2 cores: 2,048 tokens ~15% faster than 8,192).
+DEFAULT_CPU_BATCH_TOKENS = 2048
 
 
 def build_runtime(
