@@ -43,7 +43,7 @@ def test_oom_loses_no_document_isolates_the_oversize_and_tightens_the_cost_model
 def test_the_cost_model_learns_so_the_same_work_splits_less_often(
     m3_folder, scifact_texts, oom_above
 ):
-    embedder = Embedder.load(m3_folder, max_length=128, long_text="truncate")
+    embedder = Embedder.load(m3_folder, max_length=128, long_text="truncate", max_batch_tokens=8192)
     oom_above(embedder.modules.backbone, max_tokens=2000)
     texts = scifact_texts[:120]
     first = embedder.embed(texts)

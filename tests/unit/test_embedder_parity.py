@@ -148,7 +148,7 @@ def test_minilm_matches_sentence_transformers(minilm_path, scifact_texts, pep_te
 
     texts = scifact_texts[:48] + [t[:3000] for t in pep_texts[:4]] + ["a", "short query"]
     reference = SentenceTransformer(str(minilm_path), device="cpu").encode(texts)
-    embedder = Embedder.load(minilm_path, long_text="truncate")
+    embedder = Embedder.load(minilm_path, long_text="truncate", max_batch_tokens=8192)
     assert embedder.settings.max_length == 256
     assert (embedder.settings.pooling, embedder.settings.normalize) == ("mean", True)
     plain = embedder.embed(texts)

@@ -58,7 +58,7 @@ def test_scores_match_after_oom_splits(reranker_folder, pairs, oom_above):
     reference = FlagReranker(str(reranker_folder), use_fp16=False, devices="cpu").compute_score(
         pairs
     )
-    reranker = Reranker.load(reranker_folder)
+    reranker = Reranker.load(reranker_folder, max_batch_tokens=8192)
     oom_above(reranker.modules.backbone, max_tokens=3000)
     assert reranker.score(pairs) == pytest.approx(reference, abs=1e-4)
     assert reranker.stats.oom_events > 0
