@@ -130,9 +130,7 @@ class Embedder:
         config = modules.config
         runtime = build_runtime(
             placement=placement,
-            config=config,
-            modules=[modules.backbone, modules.colbert_linear, modules.sparse_linear],
-            pad_token_id=int(modules.tokenizer.pad_token_id or 0),
+            modules=modules,
             extra_per_token=_output_bytes_per_token(config, settings.outputs),
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,

@@ -35,10 +35,19 @@ class EncoderModules:
         """The backbone's transformers configuration."""
         return self.backbone.config
 
+    @property
+    def parts(self) -> list[torch.nn.Module]:
+        heads = (self.colbert_linear, self.sparse_linear)
+        return [self.backbone, *(head for head in heads if head is not None)]
+
+    def weight_bytes(self) -> int:
+        """Bytes held by every part's parameters and buffers."""
+        tensors = [t for part in self.parts for t in (*part.parameters(), *part.buffers())]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def to(self, device: torch.device, dtype: torch.dtype) -> EncoderModules:
-        for module in (self.backbone, self.colbert_linear, self.sparse_linear):
-            if module is not None:
-                module.to(device=device, dtype=dtype).eval()
+        for part in self.parts:
+            part.to(device=device, dtype=dtype).eval()
         return self
 
 

@@ -84,9 +84,7 @@ class Reranker:
             raise InvalidSettingError(f"max_length must be between 8 and {limit}, got {length}")
         runtime = build_runtime(
             placement=placement,
-            config=config,
-            modules=[modules.backbone],
-            pad_token_id=int(modules.tokenizer.pad_token_id or 0),
+            modules=modules,
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
         )

@@ -18,6 +18,7 @@ import torch
 
 from embedq.errors import InvalidSettingError
 from embedq.models.device import Placement, free_memory
+from embedq.models.flag import EncoderModules
 from embedq.models.memory import ArchitectureShape, CostModel, format_bytes
 from embedq.models.packing import PackingLimits, PaddingTally, pack
 from embedq.models.splitting import Failure, SplitRunner
@@ -147,17 +148,6 @@ class EncoderRuntime:
         )
 
 
-def module_bytes(*modules: torch.nn.Module | None) -> int:
-    """Bytes held by the parameters and buffers of some modules."""
-    total = 0
-    for module in modules:
-        if module is None:
-            continue
-        for tensor in [*module.parameters(), *module.buffers()]:
-            total += tensor.numel() * tensor.element_size()
-    return total
-
-
 # Share of what the weights leave of the budget that activations may plan for;
 # the rest absorbs the caching allocator's fragmentation on a GPU.
 GPU_ACTIVATION_SHARE = 0.9
@@ -170,15 +160,13 @@ DEFAULT_CPU_BATCH_TOKENS = 2048
 def build_runtime(
     *,
     placement: Placement,
-    config: object,
-    modules: Sequence[torch.nn.Module | None],
-    pad_token_id: int,
+    modules: EncoderModules,
     extra_per_token: int = 0,
     max_batch_size: int | None = None,
     max_batch_tokens: int | None = None,
 ) -> EncoderRuntime:
     """A runtime whose activation budget is what the weights leave of the memory budget."""
-    weights = module_bytes(*modules)
+    weights = modules.weight_bytes()
     spare = placement.budget - weights
     if spare <= 0:
         raise InvalidSettingError(
@@ -192,7 +180,7 @@ def build_runtime(
         max_batch_tokens=max_batch_tokens or (None if on_gpu else DEFAULT_CPU_BATCH_TOKENS),
     )
     dtype_bytes = torch.empty((), dtype=placement.dtype).element_size()
-    shape = ArchitectureShape.from_config(config, dtype_bytes=dtype_bytes)
+    shape = ArchitectureShape.from_config(modules.config, dtype_bytes=dtype_bytes)
     cost = CostModel.from_architecture(shape, extra_per_token=extra_per_token)
     logger.info(
         "weights %s, activation budget %s on %s (%s)",
@@ -201,4 +189,5 @@ def build_runtime(
         placement.device,
         placement.dtype,
     )
+    pad_token_id = int(modules.tokenizer.pad_token_id or 0)
     return EncoderRuntime(placement=placement, cost=cost, limits=limits, pad_token_id=pad_token_id)
