@@ -165,6 +165,8 @@ class Embedder:
 
         ``on_progress(done, total)`` is called after every micro-batch, counting windows.
         """
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts; wrap a single text in a list")
         windows, errors = self.prepare(texts)
         sequences = [TokenSequence(window.input_ids) for window in windows]
         outcomes = self.runtime.map(sequences, self._compute, on_progress=on_progress)

@@ -112,8 +112,11 @@ def test_bad_input_gets_a_reason_and_good_input_a_vector(m3_folder, scifact_text
         assert megabyte_chunks[-1].end >= len(megabyte.rstrip()) - 1
 
 
-def test_empty_input_list(m3_folder):
-    assert Embedder.load(m3_folder, max_length=64).embed([]) == []
+def test_empty_input_list_and_a_bare_string(m3_folder):
+    embedder = Embedder.load(m3_folder, max_length=64)
+    assert embedder.embed([]) == []
+    with pytest.raises(TypeError, match="wrap a single text in a list"):
+        embedder.embed("one text, not a list")
 
 
 def test_progress_is_reported_per_micro_batch(m3_folder, scifact_texts):
