@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -93,3 +94,72 @@ def oom_above() -> Iterator[Callable[..., None]]:
     yield install
     for handle in handles:
         handle.remove()
+
+
+def service_unavailable(what: str, why: str) -> None:
+    """Skip on a laptop without the service; fail in CI, where it must be up."""
+    message = f"{what} is not available: {why}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A Postgres database for tests (``EMBEDQ_TEST_DATABASE_URL``; local trust auth by default)."""
+    url = os.environ.get(
+        "EMBEDQ_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+    except Exception as error:
+        service_unavailable("Postgres", f"{url}: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis server for tests (``EMBEDQ_TEST_REDIS_URL``)."""
+    url = os.environ.get("EMBEDQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as error:
+        service_unavailable("Redis", f"{url}: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def qdrant_url() -> str:
+    """The Qdrant test server from ``infra/qdrant-test-server.sh`` (``EMBEDQ_TEST_QDRANT_URL``)."""
+    url = os.environ.get("EMBEDQ_TEST_QDRANT_URL", "http://127.0.0.1:6343")
+    try:
+        from qdrant_client import QdrantClient
+
+        QdrantClient(url=url, timeout=5).get_collections()
+    except Exception as error:
+        service_unavailable("the Qdrant test server", f"{url}: {error}")
+    return url
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL into a fresh, empty Postgres schema of its own, dropped after the test."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()

@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from embedq.errors import InvalidSettingError, UnsupportedOutputError
+from embedq.errors import InvalidSettingError
 from embedq.models import flag, heads, tokens
 from embedq.models.calibration import calibrate
+from embedq.models.describe import ModelDescription
 from embedq.models.device import place
 from embedq.models.loading import (
     SentenceTransformerHints,
@@ -320,7 +321,8 @@ def _settings(
     if not 4 <= length <= limit:
         raise InvalidSettingError(f"max_length must be between 4 and {limit}, got {length}")
     offers = frozenset(OUTPUTS if is_m3 else ("dense",))
-    chosen = _choose_outputs(name, offers, outputs, is_m3=is_m3)
+    dense_dim = int(modules.config.hidden_size)
+    chosen = ModelDescription(name=name, dense_dim=dense_dim, offers=offers).choose(outputs)
     if long_text not in ("chunk", "truncate"):
         raise InvalidSettingError(f"long_text must be 'chunk' or 'truncate', got {long_text!r}")
     if pooling is not None and pooling not in heads.POOLINGS:
@@ -339,24 +341,6 @@ def _settings(
         long_text=long_text,
         chunk_overlap=overlap,
     )
-
-
-def _choose_outputs(
-    name: str, offers: frozenset[str], outputs: Sequence[str] | str | None, *, is_m3: bool
-) -> frozenset[str]:
-    if outputs is None:
-        return frozenset(("dense", "sparse") if is_m3 else ("dense",))
-    asked = [part.strip() for part in outputs.split(",")] if isinstance(outputs, str) else outputs
-    unknown = [o for o in asked if o not in OUTPUTS]
-    if unknown or not asked:
-        raise InvalidSettingError(f"outputs must be among {OUTPUTS}, got {list(asked)}")
-    missing = [o for o in asked if o not in offers]
-    if missing:
-        raise UnsupportedOutputError(
-            f"model {name!r} offers {sorted(offers)}, not {missing}: sparse and ColBERT need a "
-            "BGE-M3-style model with colbert_linear.pt and sparse_linear.pt"
-        )
-    return frozenset(asked)
 
 
 def _first_known(*values: bool | None) -> bool:

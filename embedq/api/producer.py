@@ -1,0 +1,146 @@
+"""Creating an ingestion job: check everything up front, then stream batches into the queue.
+
+Up front (before the job exists): the files open, the model is known, and the
+collection exists with a compatible shape or is created. Then documents stream
+from the files into length-bucketed batches, each recorded in the ledger and
+published, waiting while the queue is above its high-water mark so the broker
+never holds a whole corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedq import jobs
+from embedq.api.batching import length_bucketed
+from embedq.api.reader import Document, Rejected, UnreadableInputError, read_documents
+from embedq.models.describe import describe_model
+from embedq.workers.qdrant_store import CollectionShape, QdrantStore
+from embedq.workers.queues import BatchQueue
+
+logger = logging.getLogger(__name__)
+
+# Rejected lines are written to the ledger in groups of this many.
+FAILURE_FLUSH = 500
+BACKPRESSURE_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    files: Sequence[Path]
+    collection: str
+    model: str
+    outputs: str | None = None
+    max_length: int | None = None
+    long_text: str = "chunk"
+    batch_size: int = 256
+
+
+def submit(
+    request: IngestRequest,
+    *,
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    queue: BatchQueue,
+    high_water_mark: int,
+    on_batch: Callable[[str], None] | None = None,
+) -> str:
+    """Create, fill and seal an ingestion job; returns its id."""
+    for path in request.files:
+        _check_readable(path)
+    description = describe_model(request.model)
+    outputs = description.choose(request.outputs)
+    shape = CollectionShape(
+        dense_dim=description.dense_dim if "dense" in outputs else None,
+        sparse="sparse" in outputs,
+        colbert_dim=description.colbert_dim if "colbert" in outputs else None,
+    )
+    physical = store.ensure_collection(request.collection, shape)
+    store.begin_bulk_load(physical)
+    job_id = jobs.create_job(
+        sessions,
+        kind="ingest",
+        collection=request.collection,
+        model=request.model,
+        options=_job_options(request, outputs, physical),
+    )
+    logger.info("job %s: ingesting into %s (%s)", job_id, request.collection, physical)
+    documents = _accepted(_all_documents(request.files), sessions=sessions, job_id=job_id)
+    for batch in length_bucketed(documents, batch_size=request.batch_size):
+        ref = jobs.add_batch(
+            sessions, job_id=job_id, documents=[document.as_payload() for document in batch]
+        )
+        _wait_below(queue, high_water_mark)
+        queue.publish(ref.id)
+        if on_batch is not None:
+            on_batch(job_id)
+    jobs.seal_job(sessions, job_id=job_id)
+    return job_id
+
+
+def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
+    return {
+        "outputs": ",".join(sorted(outputs)),
+        "max_length": request.max_length,
+        "long_text": request.long_text,
+        "physical_collection": physical,
+    }
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise UnreadableInputError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _all_documents(files: Iterable[Path]) -> Iterator[Document | Rejected]:
+    """Every file's outcomes; ids must be unique across the whole job, not just one file."""
+    seen: set[str] = set()
+    for path in files:
+        for outcome in read_documents(path):
+            if isinstance(outcome, Document):
+                if outcome.id in seen:
+                    outcome = Rejected(
+                        0, f"duplicate id {outcome.id!r} (in {path.name})", outcome.id
+                    )
+                else:
+                    seen.add(outcome.id)
+            yield outcome
+
+
+def _accepted(
+    outcomes: Iterable[Document | Rejected], *, sessions: sessionmaker[Session], job_id: str
+) -> Iterator[Document]:
+    """The documents; rejected lines go to the ledger as failures along the way."""
+    rejected: list[jobs.Failure] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Document):
+            yield outcome
+            continue
+        rejected.append(
+            jobs.Failure(doc_id=outcome.doc_id, line=outcome.line or None, reason=outcome.reason)
+        )
+        if len(rejected) >= FAILURE_FLUSH:
+            jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
+            rejected = []
+    if rejected:
+        jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
+
+
+def _wait_below(queue: BatchQueue, high_water_mark: int) -> None:
+    """Backpressure: hold the next batch while the broker already has plenty queued."""
+    waited = False
+    while queue.depth() >= high_water_mark:
+        if not waited:
+            logger.info("queue above %d batches: waiting", high_water_mark)
+            waited = True
+        time.sleep(BACKPRESSURE_POLL_S)

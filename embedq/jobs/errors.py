@@ -1,0 +1,29 @@
+"""Errors the job ledger raises, each a retryable or a permanent one."""
+
+from __future__ import annotations
+
+from embedq.errors import PermanentError, RetryableError
+
+
+class LedgerUnavailableError(RetryableError):
+    """The ledger database cannot be reached, is locked by another writer, or chose us to abort."""
+
+
+class SchemaOutOfDateError(PermanentError):
+    """The ledger database's schema is not the one this version of embedq expects."""
+
+
+class JobNotFoundError(PermanentError, LookupError):
+    """No job has this id."""
+
+
+class BatchNotFoundError(PermanentError, LookupError):
+    """No batch has this id."""
+
+
+class JobClosedError(PermanentError):
+    """The job is sealed or has ended, so it takes no new documents."""
+
+
+class InvalidBatchError(PermanentError, ValueError):
+    """A batch, its halves, or the counts reported for it do not add up."""

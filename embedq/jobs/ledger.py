@@ -1,0 +1,403 @@
+"""The ledger's state changes: one transaction each, guarded so that each counts once.
+
+Every status change is an ``UPDATE ... WHERE status = ...`` whose row count says whether
+it happened; a task that runs twice finds the batch no longer running and changes nothing.
+Transactions that change a batch's status or a job's counters first lock the job's row,
+so two batches ending at once cannot both see the other still open and leave the job
+unfinished. (On SQLite, ``BEGIN IMMEDIATE`` locks the whole file instead.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedq.jobs.clock import moment
+from embedq.jobs.constants import LEASE_SECONDS, MAX_ATTEMPTS
+from embedq.jobs.db import transaction
+from embedq.jobs.errors import BatchNotFoundError, InvalidBatchError, JobClosedError
+from embedq.jobs.records import BatchRef, Claim, Documents, Failure
+from embedq.jobs.schema import Batch, BatchPayload, Job
+from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobKind, JobStatus
+from embedq.jobs.steps import (
+    add_to_job,
+    apply,
+    cancel_batch,
+    claimable,
+    end_batch,
+    fail_batch_documents,
+    finish_if_ended,
+    insert_batches,
+    lock_job,
+    lock_job_of_batch,
+    record_failures,
+    running,
+    start_job,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
+def create_job(
+    sessions: sessionmaker[Session],
+    *,
+    kind: JobKind | str,
+    collection: str,
+    model: str,
+    options: dict[str, Any] | None = None,
+) -> str:
+    """Record a new, pending job and return its id."""
+    job_kind = JobKind(kind)
+    now = moment()
+    job_id = uuid4().hex
+    with transaction(sessions) as s:
+        s.add(
+            Job(
+                id=job_id,
+                kind=job_kind.value,
+                status=JobStatus.pending,
+                collection=collection,
+                model=model,
+                options=dict(options or {}),
+                sealed=False,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return job_id
+
+
+def add_batch(
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    documents: Documents,
+    parent_id: str | None = None,
+) -> BatchRef:
+    """Record a queued batch and its documents; a root batch adds them to the job's total."""
+    if not documents:
+        raise InvalidBatchError("a batch needs at least one document")
+    now = moment()
+    with transaction(sessions) as s:
+        job = lock_job(s, job_id)
+        _check_open(job, root=parent_id is None)
+        if parent_id is not None:
+            _check_parent(s, job_id=job_id, parent_id=parent_id)
+        [ref] = insert_batches(s, job, [documents], parent_id=parent_id, now=now)
+        added = len(documents) if parent_id is None else 0
+        add_to_job(s, job_id, now, batches_total=1, documents_total=added)
+    return ref
+
+
+def record_intake_failures(
+    sessions: sessionmaker[Session], *, job_id: str, failures: Sequence[Failure]
+) -> None:
+    """Count documents rejected before any batch (unparsable line, no id, duplicate id)."""
+    if not failures:
+        return
+    now = moment()
+    with transaction(sessions) as s:
+        _check_open(lock_job(s, job_id), root=True)
+        record_failures(s, job_id=job_id, batch_id=None, failures=failures, now=now)
+        add_to_job(s, job_id, now, documents_total=len(failures), documents_failed=len(failures))
+
+
+def seal_job(sessions: sessionmaker[Session], *, job_id: str) -> JobStatus:
+    """Declare that no more root batches will come; the job ends now if its batches have.
+
+    Returns the job's status afterwards. Sealing twice, or an ended job, changes nothing.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        job = lock_job(s, job_id)
+        if job.status in JOB_ENDED:
+            return job.status
+        apply(
+            s,
+            update(Job)
+            .where(Job.id == job_id, Job.sealed.is_(False))
+            .values(sealed=True, updated_at=now),
+        )
+        return finish_if_ended(s, job_id, now) or job.status
+
+
+def cancel_job(sessions: sessionmaker[Session], *, job_id: str, reason: str | None = None) -> bool:
+    """Cancel a job that has not ended, and its queued batches; False if it had ended.
+
+    Running batches are left to their workers, whose next claim, renewal or completion
+    finds the job cancelled and counts nothing.
+    """
+    return _close_job(sessions, job_id=job_id, status=JobStatus.cancelled, error=reason)
+
+
+def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> bool:
+    """End a job that cannot go on (its input became unreadable) as failed, like a cancel."""
+    return _close_job(sessions, job_id=job_id, status=JobStatus.failed, error=error)
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+def claim_batch(
+    sessions: sessionmaker[Session],
+    *,
+    batch_id: str,
+    worker: str,
+    lease_seconds: float = LEASE_SECONDS,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> Claim | None:
+    """Take a queued batch, or a running one whose lease has expired, under a new lease.
+
+    None when someone else holds a live lease, the batch has ended, or its job has
+    (the batch is then cancelled). A batch already claimed ``max_attempts`` times by
+    workers that never finished it fails instead of being run again.
+    """
+    now = moment(now)
+    with transaction(sessions) as s:
+        job, batch = lock_job_of_batch(s, batch_id)
+        if job.status in JOB_ENDED:
+            cancel_batch(s, batch_id, now)
+            return None
+        if batch.attempts >= max_attempts:
+            reason = f"abandoned after {batch.attempts} attempts that never finished"
+            fail_batch_documents(s, batch, reason=reason, guard=claimable(now), now=now)
+            return None
+        expires = now + timedelta(seconds=lease_seconds)
+        claimed = apply(
+            s,
+            update(Batch)
+            .where(Batch.id == batch_id, claimable(now))
+            .values(
+                status=BatchStatus.running,
+                attempts=Batch.attempts + 1,
+                lease_owner=worker,
+                lease_expires_at=expires,
+                started_at=now,
+            ),
+        )
+        if not claimed:
+            return None
+        start_job(s, job.id, now)
+        documents = s.scalars(
+            select(BatchPayload.documents).where(BatchPayload.batch_id == batch_id)
+        ).one()
+        return Claim(
+            batch_id=batch_id,
+            job_id=job.id,
+            attempt=batch.attempts + 1,
+            documents=documents,
+            kind=job.kind,
+            collection=job.collection,
+            model=job.model,
+            options=job.options,
+            lease_expires_at=expires,
+        )
+
+
+def renew_lease(
+    sessions: sessionmaker[Session],
+    *,
+    batch_id: str,
+    worker: str,
+    lease_seconds: float = LEASE_SECONDS,
+    now: datetime | None = None,
+) -> bool:
+    """Extend the lease of a running batch; False if ``worker`` no longer holds it.
+
+    Also False once the job has ended (cancelled): the worker may stop early.
+    """
+    now = moment(now)
+    job_open = select(Job.id).where(Job.id == Batch.job_id, Job.status.in_(JOB_OPEN)).exists()
+    with transaction(sessions) as s:
+        return bool(
+            apply(
+                s,
+                update(Batch)
+                .where(
+                    Batch.id == batch_id,
+                    Batch.status == BatchStatus.running,
+                    Batch.lease_owner == worker,
+                    job_open,
+                )
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds)),
+            )
+        )
+
+
+def release_batch(sessions: sessionmaker[Session], *, batch_id: str, worker: str) -> bool:
+    """Give a running batch back to the queue (a retryable error) so any worker may retry it.
+
+    False if ``worker`` does not hold it. The attempt still counts toward ``max_attempts``.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        job, _ = lock_job_of_batch(s, batch_id)
+        if job.status in JOB_ENDED:
+            cancel_batch(s, batch_id, now)
+            return False
+        released = apply(
+            s,
+            update(Batch)
+            .where(
+                Batch.id == batch_id,
+                Batch.status == BatchStatus.running,
+                Batch.lease_owner == worker,
+            )
+            .values(status=BatchStatus.queued, lease_owner=None, lease_expires_at=None),
+        )
+        return bool(released)
+
+
+def complete_batch(
+    sessions: sessionmaker[Session],
+    *,
+    batch_id: str,
+    documents_done: int,
+    chunks_done: int = 0,
+    tokens_done: int = 0,
+    failures: Sequence[Failure] = (),
+) -> bool:
+    """Mark a running batch succeeded and add its numbers to the job, which may then end.
+
+    Any worker may complete it, also one whose lease was taken over (its writes are
+    idempotent). False, and nothing counted, when the batch was not running: the task ran
+    twice, or the job was cancelled. ``documents_done`` plus the failures must equal the
+    batch's documents.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        job, batch = lock_job_of_batch(s, batch_id)
+        if job.status in JOB_ENDED:
+            cancel_batch(s, batch_id, now)
+            return False
+        if batch.status != BatchStatus.running:
+            return False
+        _check_counts(batch, documents_done, chunks_done, tokens_done, failures)
+        if not end_batch(s, batch_id, BatchStatus.succeeded, now=now):
+            return False
+        record_failures(s, job_id=job.id, batch_id=batch_id, failures=failures, now=now)
+        add_to_job(
+            s,
+            job.id,
+            now,
+            documents_done=documents_done,
+            chunks_done=chunks_done,
+            tokens_done=tokens_done,
+            documents_failed=len(failures),
+            batches_done=1,
+        )
+        finish_if_ended(s, job.id, now)
+        return True
+
+
+def fail_batch(sessions: sessionmaker[Session], *, batch_id: str, error: str) -> bool:
+    """Mark a running batch failed: each of its documents fails with ``error``.
+
+    False, and nothing counted, when the batch was not running.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        job, batch = lock_job_of_batch(s, batch_id)
+        if job.status in JOB_ENDED:
+            cancel_batch(s, batch_id, now)
+            return False
+        return fail_batch_documents(s, batch, reason=error, guard=running(), now=now)
+
+
+def split_batch(
+    sessions: sessionmaker[Session], *, batch_id: str, halves: tuple[Documents, Documents]
+) -> list[BatchRef]:
+    """Replace a running batch (too big to finish) by two queued children, one per half.
+
+    Returns the children to publish; an empty list when the batch was not running
+    (someone already ended or split it) or its job has ended.
+    """
+    if len(halves) != 2 or not all(halves):
+        raise InvalidBatchError("a split needs two halves, each with at least one document")
+    now = moment()
+    with transaction(sessions) as s:
+        job, batch = lock_job_of_batch(s, batch_id)
+        if job.status in JOB_ENDED:
+            cancel_batch(s, batch_id, now)
+            return []
+        if batch.status != BatchStatus.running:
+            return []
+        if sum(map(len, halves)) != batch.documents:
+            raise InvalidBatchError(
+                f"halves hold {sum(map(len, halves))} documents, batch {batch_id} has "
+                f"{batch.documents}"
+            )
+        if not end_batch(s, batch_id, BatchStatus.split, now=now):
+            return []
+        children = insert_batches(s, job, list(halves), parent_id=batch_id, now=now)
+        # the children's documents are already in documents_total, through the parent
+        add_to_job(s, job.id, now, splits=1, batches_total=len(children))
+        return children
+
+
+def _check_open(job: Job, *, root: bool) -> None:
+    if job.status in JOB_ENDED:
+        raise JobClosedError(f"job {job.id} has ended ({job.status.value})")
+    if root and job.sealed:
+        raise JobClosedError(f"job {job.id} is sealed: it takes no new documents")
+
+
+def _check_parent(s: Session, *, job_id: str, parent_id: str) -> None:
+    parent = s.get(Batch, parent_id)
+    if parent is None or parent.job_id != job_id:
+        raise BatchNotFoundError(f"no batch {parent_id} in job {job_id}")
+    if parent.status != BatchStatus.split:
+        # a child's documents count through its parent, which must therefore not count them
+        raise InvalidBatchError(f"batch {parent_id} is {parent.status.value}, not split")
+
+
+def _check_counts(
+    batch: Batch,
+    documents_done: int,
+    chunks_done: int,
+    tokens_done: int,
+    failures: Sequence[Failure],
+) -> None:
+    if min(documents_done, chunks_done, tokens_done) < 0:
+        raise InvalidBatchError("counts cannot be negative")
+    if documents_done + len(failures) != batch.documents:
+        raise InvalidBatchError(
+            f"batch {batch.id} has {batch.documents} documents, but {documents_done} done "
+            f"and {len(failures)} failed were reported"
+        )
+
+
+def _close_job(
+    sessions: sessionmaker[Session], *, job_id: str, status: JobStatus, error: str | None
+) -> bool:
+    now = moment()
+    with transaction(sessions) as s:
+        lock_job(s, job_id)
+        closed = apply(
+            s,
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(JOB_OPEN))
+            .values(status=status, error=error, finished_at=now, updated_at=now),
+        )
+        if not closed:
+            return False
+        queued = select(Batch.id).where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
+        apply(s, delete(BatchPayload).where(BatchPayload.batch_id.in_(queued)))
+        apply(
+            s,
+            update(Batch)
+            .where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
+            .values(status=BatchStatus.cancelled, finished_at=now),
+        )
+        log.info("job %s %s", job_id, status.value)
+        return True

@@ -1,0 +1,117 @@
+"""The plain, frozen values ledger functions take and return (never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from embedq.jobs.status import JOB_ENDED, BatchStatus, JobStatus
+
+Documents = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """A document that failed, and why: by id, or by input line when it never got an id."""
+
+    reason: str
+    doc_id: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """A batch just recorded: publish one task per ref."""
+
+    id: str
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch a worker now holds, with everything it needs to run it."""
+
+    batch_id: str
+    job_id: str
+    attempt: int
+    documents: list[dict[str, Any]]
+    kind: str
+    collection: str
+    model: str
+    options: dict[str, Any]
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as producers poll it."""
+
+    id: str
+    kind: str
+    status: JobStatus
+    collection: str
+    model: str
+    options: dict[str, Any]
+    sealed: bool
+    documents_total: int
+    batches_total: int
+    documents_done: int
+    chunks_done: int
+    tokens_done: int
+    documents_failed: int
+    batches_done: int
+    batches_failed: int
+    splits: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    open_batches: int
+    # share of the documents that have ended, done or failed (0.0 to 1.0)
+    progress: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "progress", self._progress())
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDED
+
+    def _progress(self) -> float:
+        if self.documents_total == 0:
+            return 1.0 if self.ended else 0.0
+        return (self.documents_done + self.documents_failed) / self.documents_total
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch's state (its documents are not included)."""
+
+    id: str
+    job_id: str
+    sequence: int
+    parent_id: str | None
+    status: BatchStatus
+    attempts: int
+    documents: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FailureView:
+    """One recorded document failure."""
+
+    id: int
+    job_id: str
+    batch_id: str | None
+    doc_id: str | None
+    line: int | None
+    reason: str
+    created_at: datetime

@@ -1,0 +1,51 @@
+"""The states of jobs and batches, and the rule that decides how a finished job ended."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobKind(str, Enum):
+    """What a job does with its documents."""
+
+    ingest = "ingest"
+    reindex = "reindex"
+    rerank = "rerank"
+
+
+class JobStatus(str, Enum):
+    """pending → running → succeeded | partial | failed; cancelled from any open state."""
+
+    pending = "pending"
+    running = "running"
+    succeeded = "succeeded"
+    partial = "partial"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class BatchStatus(str, Enum):
+    """queued → running → succeeded | failed | split; cancelled when its job is."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    # shadows str.split on members; the state's name matters more than that method
+    split = "split"  # type: ignore[assignment]
+    cancelled = "cancelled"
+
+
+JOB_OPEN = frozenset({JobStatus.pending, JobStatus.running})
+JOB_ENDED = frozenset(JobStatus) - JOB_OPEN
+BATCH_OPEN = frozenset({BatchStatus.queued, BatchStatus.running})
+BATCH_ENDED = frozenset(BatchStatus) - BATCH_OPEN
+
+
+def ending_status(*, documents_done: int, documents_failed: int) -> JobStatus:
+    """How a sealed job whose batches have all ended ends."""
+    if documents_failed == 0:
+        return JobStatus.succeeded
+    if documents_done == 0:
+        return JobStatus.failed
+    return JobStatus.partial

@@ -1,0 +1,204 @@
+"""The steps the ledger's transactions are made of: locks, guarded updates, counters, endings.
+
+Each takes the open session of a transaction in ``ledger``; none commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+from uuid import uuid4
+
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Delete, Update
+
+from embedq.jobs.errors import BatchNotFoundError, JobNotFoundError
+from embedq.jobs.queries import open_batch_count
+from embedq.jobs.records import BatchRef, Documents, Failure
+from embedq.jobs.schema import Batch, BatchPayload, DocumentFailure, Job
+from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobStatus, ending_status
+
+log = logging.getLogger(__name__)
+
+
+# --- locks and guards -----------------------------------------------------------------
+
+
+def apply(s: Session, statement: Update | Delete) -> int:
+    """Run an UPDATE or DELETE and return how many rows it changed."""
+    result = s.execute(statement, execution_options={"synchronize_session": False})
+    return cast(CursorResult[Any], result).rowcount
+
+
+def lock_job(s: Session, job_id: str) -> Job:
+    query = select(Job).where(Job.id == job_id).with_for_update()
+    job = s.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id}")
+    return job
+
+
+def lock_job_of_batch(s: Session, batch_id: str) -> tuple[Job, Batch]:
+    """Lock the batch's job row, then read the batch (whose status only changes under it)."""
+    query = (
+        select(Job)
+        .join(Batch, Batch.job_id == Job.id)
+        .where(Batch.id == batch_id)
+        .with_for_update(of=Job)
+    )
+    job = s.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if job is None:
+        raise BatchNotFoundError(f"no batch {batch_id}")
+    batch = s.scalars(
+        select(Batch).where(Batch.id == batch_id).execution_options(populate_existing=True)
+    ).one()
+    return job, batch
+
+
+def running() -> ColumnElement[bool]:
+    return Batch.status == BatchStatus.running
+
+
+def claimable(now: datetime) -> ColumnElement[bool]:
+    expired = and_(Batch.status == BatchStatus.running, Batch.lease_expires_at < now)
+    return or_(Batch.status == BatchStatus.queued, expired)
+
+
+# --- changes --------------------------------------------------------------------------
+
+
+def insert_batches(
+    s: Session, job: Job, groups: list[Documents], *, parent_id: str | None, now: datetime
+) -> list[BatchRef]:
+    # job.batches_total was read under the job's lock: the next sequence numbers are ours
+    refs = [BatchRef(id=uuid4().hex, sequence=job.batches_total + i) for i in range(len(groups))]
+    for ref, documents in zip(refs, groups, strict=True):
+        s.execute(
+            insert(Batch).values(
+                id=ref.id,
+                job_id=job.id,
+                sequence=ref.sequence,
+                parent_id=parent_id,
+                status=BatchStatus.queued,
+                attempts=0,
+                documents=len(documents),
+                created_at=now,
+            )
+        )
+        s.execute(insert(BatchPayload).values(batch_id=ref.id, documents=documents))
+    return refs
+
+
+def add_to_job(s: Session, job_id: str, now: datetime, **increments: int) -> None:
+    # x = x + n in SQL, never a value read earlier in Python
+    added = {name: getattr(Job, name) + n for name, n in increments.items() if n}
+    apply(s, update(Job).where(Job.id == job_id).values(updated_at=now, **added))
+
+
+def start_job(s: Session, job_id: str, now: datetime) -> None:
+    apply(
+        s,
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.pending)
+        .values(status=JobStatus.running, started_at=now, updated_at=now),
+    )
+
+
+def end_batch(
+    s: Session,
+    batch_id: str,
+    status: BatchStatus,
+    *,
+    now: datetime,
+    guard: ColumnElement[bool] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Move an open batch to an ended status and drop its payload; False if it was not open."""
+    ended = apply(
+        s,
+        update(Batch)
+        .where(Batch.id == batch_id, running() if guard is None else guard)
+        .values(status=status, error=error, finished_at=now),
+    )
+    if ended:
+        apply(s, delete(BatchPayload).where(BatchPayload.batch_id == batch_id))
+    return bool(ended)
+
+
+def cancel_batch(s: Session, batch_id: str, now: datetime) -> None:
+    open_ = Batch.status.in_([BatchStatus.queued, BatchStatus.running])
+    end_batch(s, batch_id, BatchStatus.cancelled, now=now, guard=open_)
+
+
+def fail_batch_documents(
+    s: Session, batch: Batch, *, reason: str, guard: ColumnElement[bool], now: datetime
+) -> bool:
+    """Fail a batch and each of its documents, if ``guard`` still holds for it."""
+    documents = s.scalars(
+        select(BatchPayload.documents).where(BatchPayload.batch_id == batch.id)
+    ).one_or_none()
+    if not end_batch(s, batch.id, BatchStatus.failed, now=now, guard=guard, error=reason):
+        return False
+    failures = [Failure(doc_id=_doc_id(document), reason=reason) for document in documents or []]
+    record_failures(s, job_id=batch.job_id, batch_id=batch.id, failures=failures, now=now)
+    add_to_job(s, batch.job_id, now, documents_failed=batch.documents, batches_failed=1)
+    finish_if_ended(s, batch.job_id, now)
+    return True
+
+
+def _doc_id(document: dict[str, Any]) -> str | None:
+    value = document.get("id")
+    return None if value is None else str(value)
+
+
+def record_failures(
+    s: Session,
+    *,
+    job_id: str,
+    batch_id: str | None,
+    failures: Sequence[Failure],
+    now: datetime,
+) -> None:
+    if not failures:
+        return
+    rows = [
+        {
+            "job_id": job_id,
+            "batch_id": batch_id,
+            "doc_id": failure.doc_id,
+            "line": failure.line,
+            "reason": failure.reason,
+            "created_at": now,
+        }
+        for failure in failures
+    ]
+    s.execute(insert(DocumentFailure), rows)
+
+
+def finish_if_ended(s: Session, job_id: str, now: datetime) -> JobStatus | None:
+    """End a sealed job none of whose batches is open; the caller holds the job's lock."""
+    job = s.scalars(
+        select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    ).one()
+    if not job.sealed or job.status in JOB_ENDED or open_batch_count(s, job_id):
+        return None
+    status = ending_status(documents_done=job.documents_done, documents_failed=job.documents_failed)
+    finished = apply(
+        s,
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(JOB_OPEN), Job.sealed.is_(True))
+        .values(status=status, finished_at=now, updated_at=now),
+    )
+    if not finished:
+        return None
+    log.info(
+        "job %s ended %s: %d documents done, %d failed",
+        job_id,
+        status.value,
+        job.documents_done,
+        job.documents_failed,
+    )
+    return status

@@ -1,0 +1,67 @@
+"""Typed settings from ``EMBEDQ_*`` environment variables, built by a factory, never at import.
+
+With nothing set, everything runs on embedded defaults on one machine: a SQLite
+ledger file, a Qdrant local-mode folder and tasks run in-process, all under
+``EMBEDQ_HOME``. Each of ``EMBEDQ_BROKER_URL``, ``EMBEDQ_DATABASE_URL`` and
+``EMBEDQ_QDRANT_URL`` switches one of the three to a server on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "BAAI/bge-m3"
+
+
+class Settings(BaseSettings):
+    """Everything a producer or a worker needs to know about where things live."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDQ_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("embedq")))
+    broker_url: str | None = None
+    database_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+
+    model: str = DEFAULT_MODEL
+    device: str | None = None
+    memory_budget: str | None = None
+    max_length: int | None = None
+    long_text: Literal["chunk", "truncate"] = "chunk"
+    outputs: str | None = None
+
+    batch_size: int = Field(default=256, ge=1, le=100_000)
+    high_water_mark: int = Field(default=64, ge=1)
+    lease_seconds: int = Field(default=30, ge=5)
+    task_time_limit: int = Field(default=3600, ge=60)
+    queue: str = "embedq.ingest"
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, home: Path) -> Path:
+        return home.expanduser()
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ledger.sqlite3'}"
+
+    @property
+    def qdrant_path(self) -> Path | None:
+        """The local-mode folder, or None when a Qdrant server is configured."""
+        return None if self.qdrant_url else self.home / "qdrant"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the environment now (not at import), with explicit overrides (CLI flags) on top."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""What a worker process holds for its whole life: settings, ledger, Qdrant, loaded models.
+
+Built once per process, after the fork (Celery's ``worker_process_init``), so
+nothing touches CUDA in the parent; models load on first use and stay loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedq.jobs import make_engine, make_sessions
+from embedq.models import Embedder
+from embedq.settings import Settings
+from embedq.workers.qdrant_store import QdrantStore, connect
+
+logger = logging.getLogger(__name__)
+
+# Job options that decide how a model is loaded (and so which loaded model serves a job).
+MODEL_OPTIONS = ("outputs", "max_length", "long_text")
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: QdrantStore
+    worker_id: str = field(default_factory=lambda: new_worker_id())
+    _embedders: dict[tuple, Embedder] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings) -> WorkerContext:
+        client = connect(
+            url=settings.qdrant_url, path=settings.qdrant_path, api_key=settings.qdrant_api_key
+        )
+        engine = make_engine(settings.ledger_url)
+        return cls(settings=settings, sessions=make_sessions(engine), store=QdrantStore(client))
+
+    def embedder(self, model: str, options: dict[str, Any]) -> Embedder:
+        """The loaded embedder for a job's model and options, loading it on first use."""
+        key = (model, *(str(options.get(name)) for name in MODEL_OPTIONS))
+        if key not in self._embedders:
+            logger.info("worker %s loads %s %s", self.worker_id, model, options)
+            self._embedders[key] = Embedder.load(
+                model,
+                device=self.settings.device,
+                memory_budget=self.settings.memory_budget,
+                max_length=options.get("max_length"),
+                long_text=options.get("long_text") or "chunk",
+                outputs=options.get("outputs"),
+            )
+        return self._embedders[key]
+
+
+def new_worker_id() -> str:
+    """Unique per process, readable in the ledger: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

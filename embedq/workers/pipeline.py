@@ -1,0 +1,152 @@
+"""One batch, end to end: claim → embed → write to Qdrant → mark done in the ledger.
+
+Plain code with no Celery in it: the Celery task and the in-process runner both
+call :func:`process_batch`. The batch is marked done only after its vectors are
+in Qdrant, and point ids are deterministic, so running a batch twice (a
+redelivered task, a lease taken over) overwrites instead of duplicating, and
+the ledger counts it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from embedq import jobs
+from embedq.errors import RetryableError
+from embedq.models import EmbeddingResult
+from embedq.workers.context import WorkerContext
+from embedq.workers.leases import LeaseKeeper
+from embedq.workers.qdrant_store import PointData
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to a batch in this attempt."""
+
+    status: Literal["succeeded", "skipped", "split", "failed"]
+    documents_done: int = 0
+    documents_failed: int = 0
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    points: list[PointData]
+    documents_done: int
+    chunks_done: int
+    tokens_done: int
+    failures: list[jobs.Failure]
+
+
+def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) -> BatchOutcome:
+    """Run one batch if it is ours to run; split it in two if it cannot finish in memory."""
+    claim = jobs.claim_batch(
+        context.sessions,
+        batch_id=batch_id,
+        worker=context.worker_id,
+        lease_seconds=context.settings.lease_seconds,
+    )
+    if claim is None:
+        logger.info("batch %s is not ours to run (done, cancelled or leased)", batch_id)
+        return BatchOutcome("skipped")
+    with LeaseKeeper(context, batch_id), _released_on_retryable(context, batch_id):
+        try:
+            summary = embed_claim(context, claim)
+        except (torch.OutOfMemoryError, MemoryError):
+            out_of_memory = True
+        else:
+            out_of_memory = False
+        if out_of_memory:  # outside the except block, so the failed pass's memory is released
+            return split_or_fail(context, claim, publish=publish)
+        context.store.upsert(claim.options["physical_collection"], summary.points)
+    jobs.complete_batch(
+        context.sessions,
+        batch_id=batch_id,
+        documents_done=summary.documents_done,
+        chunks_done=summary.chunks_done,
+        tokens_done=summary.tokens_done,
+        failures=summary.failures,
+    )
+    return BatchOutcome("succeeded", summary.documents_done, len(summary.failures))
+
+
+@contextlib.contextmanager
+def _released_on_retryable(context: WorkerContext, batch_id: str) -> Iterator[None]:
+    """Hand the batch back on a passing failure, so a retry need not wait out the lease."""
+    try:
+        yield
+    except RetryableError:
+        jobs.release_batch(context.sessions, batch_id=batch_id, worker=context.worker_id)
+        raise
+
+
+def embed_claim(context: WorkerContext, claim: jobs.Claim) -> BatchSummary:
+    embedder = context.embedder(claim.model, claim.options)
+    documents = claim.documents
+    results = embedder.embed([document["text"] for document in documents])
+    return summarise(documents, results, job_id=claim.job_id, model=claim.model)
+
+
+def summarise(
+    documents: Sequence[dict[str, Any]],
+    results: Sequence[EmbeddingResult],
+    *,
+    job_id: str,
+    model: str,
+) -> BatchSummary:
+    points, failures = [], []
+    chunks = tokens = 0
+    for document, result in zip(documents, results, strict=True):
+        if not result.ok:
+            failures.append(
+                jobs.Failure(doc_id=document["id"], line=None, reason=str(result.error))
+            )
+            continue
+        for index, chunk in enumerate(result.chunks):
+            text = document["text"]
+            if chunk.start is not None and chunk.end is not None:
+                text = text[chunk.start : chunk.end]
+            points.append(
+                PointData(
+                    doc_id=document["id"],
+                    chunk=index,
+                    text=text,
+                    metadata=document.get("metadata"),
+                    job_id=job_id,
+                    model=model,
+                    dense=chunk.dense,
+                    sparse=chunk.sparse,
+                    colbert=chunk.colbert,
+                )
+            )
+            chunks += 1
+            tokens += chunk.num_tokens
+    done = len(documents) - len(failures)
+    return BatchSummary(points, done, chunks, tokens, failures)
+
+
+def split_or_fail(context: WorkerContext, claim: jobs.Claim, *, publish: Publish) -> BatchOutcome:
+    """Replace a batch that ran out of memory by two halves, or fail a single document."""
+    documents = claim.documents
+    if len(documents) == 1:
+        reason = "out of memory even as a batch of one document"
+        jobs.fail_batch(context.sessions, batch_id=claim.batch_id, error=reason)
+        return BatchOutcome("failed", documents_failed=1)
+    middle = len(documents) // 2
+    children = jobs.split_batch(
+        context.sessions, batch_id=claim.batch_id, halves=(documents[:middle], documents[middle:])
+    )
+    for child in children:
+        publish(child.id)
+    logger.warning("batch %s ran out of memory: split into %d", claim.batch_id, len(children))
+    return BatchOutcome("split", children=[child.id for child in children])

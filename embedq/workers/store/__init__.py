@@ -1,0 +1,1 @@
+"""The parts of the Qdrant writer; import them from ``embedq.workers.qdrant_store``."""

@@ -1,0 +1,131 @@
+"""Points: deterministic ids, checks before sending, JSON size estimates, request splitting."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qdrant_client import models as qm
+
+from embedq.workers.store.errors import InvalidPointError
+from embedq.workers.store.shape import COLBERT, DENSE, SPARSE
+
+# Fixed forever: changing it changes every point id, so re-indexed data would duplicate.
+POINT_NAMESPACE = uuid.UUID("d696fe8a-bc13-4a67-9cda-98cd22ad90ba")
+
+# A float32 widened to float64 prints in at most 24 characters with its comma (~21 on average),
+# so estimates stay an upper bound. The overhead covers the id, the keys and the brackets.
+_FLOAT_JSON_BYTES = 24
+_INDEX_JSON_BYTES = 11  # a u32 token id and its comma
+_POINT_OVERHEAD_BYTES = 256
+
+
+@dataclass(frozen=True)
+class PointData:
+    """One chunk to store: its vectors (None for outputs not produced) and payload fields."""
+
+    doc_id: str
+    chunk: int
+    text: str
+    metadata: dict | None
+    job_id: str
+    model: str
+    dense: np.ndarray | None
+    sparse: dict[int, float] | None
+    colbert: np.ndarray | None
+
+
+def point_id(doc_id: str, chunk: int) -> str:
+    """The point id of a chunk: the same document and chunk always give the same id."""
+    # A JSON array joins the two unambiguously, whatever characters the document id holds.
+    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps([doc_id, chunk])))
+
+
+def checked_size(point: PointData) -> int:
+    """The point's estimated JSON size in bytes, after checking that it can be stored."""
+    where = f"document {point.doc_id!r} chunk {point.chunk}"
+    if isinstance(point.chunk, bool) or not isinstance(point.chunk, int) or point.chunk < 0:
+        raise InvalidPointError(f"{where}: the chunk number must be a non-negative int")
+    if point.dense is None and point.sparse is None and point.colbert is None:
+        raise InvalidPointError(f"{where}: no vectors")
+    floats, indices = 0, 0
+    if point.dense is not None:
+        floats += _checked_array(point.dense, 1, f"{where}: {DENSE}")
+    if point.colbert is not None:
+        floats += _checked_array(point.colbert, 2, f"{where}: {COLBERT}")
+    if point.sparse is not None:
+        indices = _checked_sparse(point.sparse, f"{where}: {SPARSE}")
+        floats += indices  # one weight per token id
+    payload = json.dumps(payload_of(point), ensure_ascii=False, separators=(",", ":"), default=str)
+    return (
+        _POINT_OVERHEAD_BYTES
+        + floats * _FLOAT_JSON_BYTES
+        + indices * _INDEX_JSON_BYTES
+        + len(payload.encode())
+    )
+
+
+def _checked_array(array: np.ndarray, ndim: int, what: str) -> int:
+    array = np.asarray(array)
+    if array.ndim != ndim or array.size == 0:
+        raise InvalidPointError(f"{what} must be a non-empty {ndim}-d array, not {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidPointError(f"{what} holds NaN or infinite values")
+    return int(array.size)
+
+
+def _checked_sparse(sparse: dict[int, float], what: str) -> int:
+    # Empty is fine (a text with no weighted tokens): Qdrant stores an empty sparse vector.
+    if not all(0 <= int(index) < 2**32 for index in sparse):
+        raise InvalidPointError(f"{what} token ids must fit an unsigned 32-bit int")
+    if not all(math.isfinite(weight) for weight in sparse.values()):
+        raise InvalidPointError(f"{what} weights hold NaN or infinite values")
+    return len(sparse)
+
+
+def request_spans(sizes: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[start, stop)`` spans whose sizes sum to at most ``limit``.
+
+    A single item over the limit gets a span of its own.
+    """
+    start, total = 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and total + size > limit:
+            yield start, index
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
+
+
+def payload_of(point: PointData) -> dict[str, Any]:
+    return {
+        "doc_id": point.doc_id,
+        "chunk": point.chunk,
+        "text": point.text,
+        "metadata": point.metadata,
+        "job_id": point.job_id,
+        "model": point.model,
+    }
+
+
+def point_struct(point: PointData) -> qm.PointStruct:
+    """The point as qdrant-client sends it (build per request: lists of floats are large)."""
+    vectors: dict[str, Any] = {}
+    if point.dense is not None:
+        vectors[DENSE] = np.asarray(point.dense, dtype=np.float32).tolist()
+    if point.sparse is not None:
+        vectors[SPARSE] = qm.SparseVector(
+            indices=[int(index) for index in point.sparse],
+            values=[float(weight) for weight in point.sparse.values()],
+        )
+    if point.colbert is not None:
+        vectors[COLBERT] = np.asarray(point.colbert, dtype=np.float32).tolist()
+    return qm.PointStruct(
+        id=point_id(point.doc_id, point.chunk), vector=vectors, payload=payload_of(point)
+    )

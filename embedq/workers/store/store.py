@@ -1,0 +1,176 @@
+"""QdrantStore: versioned collections behind aliases, bulk-load HNSW switching, and upserts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from embedq.errors import InvalidSettingError
+from embedq.workers.store.errors import (
+    IncompatibleCollectionError,
+    InvalidPointError,
+    QdrantRejectedError,
+    QdrantUnavailableError,
+    translated,
+)
+from embedq.workers.store.points import PointData, checked_size, point_struct, request_spans
+from embedq.workers.store.shape import (
+    DENSE,
+    CollectionShape,
+    dense_hnsw_m,
+    shape_from_params,
+    sparse_vectors_config,
+    vectors_config,
+)
+
+VERSION_SEPARATOR = "__v"
+DEFAULT_MAX_REQUEST_BYTES = 16 * 2**20  # Qdrant refuses REST bodies over 32 MiB
+DEFAULT_HNSW_M = 16
+
+
+class QdrantStore:
+    """Collections, aliases and writes through one client (a server or local mode)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        hnsw_m: int = DEFAULT_HNSW_M,
+    ) -> None:
+        if max_request_bytes < 1 or hnsw_m < 1:
+            raise InvalidSettingError("max_request_bytes and hnsw_m must be positive")
+        self.client = client
+        self.max_request_bytes = max_request_bytes
+        self.hnsw_m = hnsw_m
+
+    def resolve(self, name: str) -> str | None:
+        """The physical collection behind ``name`` (an alias or a plain collection), or None."""
+        target = self._alias_target(name)
+        if target is not None:
+            return target
+        with translated(f"look up collection {name!r}"):
+            return name if self.client.collection_exists(name) else None
+
+    def ensure_collection(self, name: str, shape: CollectionShape) -> str:
+        """The physical collection behind ``name``; creates ``name__v1`` and the alias if absent.
+
+        Raises ``IncompatibleCollectionError`` when one exists with another shape.
+        """
+        physical = self.resolve(name)
+        if physical is not None:
+            self._check_shape(name, physical, shape)
+            return physical
+        physical = _versioned(name, 1)
+        self._create_or_adopt(physical, shape)
+        self.swap_alias(name, physical)
+        return physical
+
+    def create_version(self, name: str, shape: CollectionShape) -> str:
+        """A new, empty ``name__v<N+1>`` for a re-index; the alias keeps its old target."""
+        with translated("list collections"):
+            existing = [c.name for c in self.client.get_collections().collections]
+        pattern = re.compile(re.escape(name + VERSION_SEPARATOR) + r"(\d+)")
+        versions = [int(found.group(1)) for c in existing if (found := pattern.fullmatch(c))]
+        physical = _versioned(name, max(versions, default=0) + 1)
+        self._create(physical, shape)
+        return physical
+
+    def swap_alias(self, name: str, physical: str) -> None:
+        """Point the alias ``name`` at ``physical`` (creating the alias if absent)."""
+        if self.resolve(name) == name:
+            raise IncompatibleCollectionError(f"{name!r} is a collection, so it cannot be an alias")
+        # One request, so readers see the old target or the new one, never neither.
+        operations: list[qm.AliasOperations] = [
+            qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=name)),
+            qm.CreateAliasOperation(
+                create_alias=qm.CreateAlias(collection_name=physical, alias_name=name)
+            ),
+        ]
+        with translated(f"point alias {name!r} at {physical!r}"):
+            self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def shape_of(self, physical: str) -> CollectionShape:
+        """The shape of a collection; raises if its vectors are not laid out as embedq's are."""
+        with translated(f"read collection {physical!r}"):
+            params = self.client.get_collection(physical).config.params
+        return shape_from_params(physical, params)
+
+    def count(self, physical: str) -> int:
+        """The exact number of points in a collection."""
+        with translated(f"count points in {physical!r}"):
+            return self.client.count(physical, exact=True).count
+
+    def begin_bulk_load(self, physical: str) -> None:
+        """Stop building the dense HNSW graph while loading (m=0); undone by finish."""
+        self._set_dense_m(physical, 0)
+
+    def finish_bulk_load(self, physical: str) -> None:
+        """Build the dense HNSW graph again, with the configured m."""
+        self._set_dense_m(physical, self.hnsw_m)
+
+    def upsert(self, physical: str, points: Sequence[PointData]) -> int:
+        """Write ``points``, overwriting those with the same ids; returns the requests sent.
+
+        Every point is checked before anything is sent. Requests stay under
+        ``max_request_bytes`` by estimate (a larger single point goes alone), and each
+        returns only once its points are durable.
+        """
+        sizes = [checked_size(point) for point in points]
+        requests = 0
+        for start, stop in request_spans(sizes, self.max_request_bytes):
+            structs = [point_struct(point) for point in points[start:stop]]
+            with translated(f"upsert {len(structs)} points into {physical!r}", InvalidPointError):
+                self.client.upsert(physical, points=structs, wait=True)
+            requests += 1
+        return requests
+
+    def _alias_target(self, name: str) -> str | None:
+        # Qdrant has no "get one alias" call; the list is small (one alias per user collection).
+        with translated(f"look up alias {name!r}"):
+            aliases = self.client.get_aliases().aliases
+        return next((a.collection_name for a in aliases if a.alias_name == name), None)
+
+    def _check_shape(self, name: str, physical: str, wanted: CollectionShape) -> None:
+        differences = self.shape_of(physical).differences(wanted)
+        if differences:
+            raise IncompatibleCollectionError(
+                f"collection {name!r} ({physical}) does not fit this job: " + "; ".join(differences)
+            )
+
+    def _create_or_adopt(self, physical: str, shape: CollectionShape) -> None:
+        # Another job may create the same collection at the same moment (or a crash may have
+        # left it without its alias): if it is there after all, check its shape and use it.
+        try:
+            self._create(physical, shape)
+        except (QdrantRejectedError, QdrantUnavailableError):
+            if self.resolve(physical) != physical:
+                raise
+            self._check_shape(physical, physical, shape)
+
+    def _create(self, physical: str, shape: CollectionShape) -> None:
+        with translated(f"create collection {physical!r}"):
+            self.client.create_collection(
+                physical,
+                vectors_config=vectors_config(shape, self.hnsw_m),
+                sparse_vectors_config=sparse_vectors_config(shape),
+            )
+
+    def _set_dense_m(self, physical: str, m: int) -> None:
+        # Read first so repeated calls send nothing. Local mode has no index: it accepts the
+        # update and changes nothing, so there every call sends one harmless update.
+        with translated(f"read collection {physical!r}"):
+            config = self.client.get_collection(physical).config
+        current = dense_hnsw_m(config)
+        if current is None or current == m:
+            return
+        diff = {DENSE: qm.VectorParamsDiff(hnsw_config=qm.HnswConfigDiff(m=m))}
+        with translated(f"set the '{DENSE}' HNSW m to {m} on {physical!r}"):
+            self.client.update_collection(physical, vectors_config=diff)
+
+
+def _versioned(name: str, version: int) -> str:
+    return f"{name}{VERSION_SEPARATOR}{version}"

@@ -1,0 +1,159 @@
+"""``embedq worker`` as real processes draining a real Redis queue, killed mid-batch and all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+from qdrant_client import QdrantClient
+
+from embedq import jobs
+from embedq.api.client import Client
+from embedq.settings import Settings
+from embedq.workers.qdrant_store import point_id
+
+LEASE_SECONDS = 6
+TAKEOVER_LIMIT_S = 60
+
+
+@pytest.fixture
+def environment(tmp_path, redis_url, postgres_schema_url, qdrant_url) -> Iterator[dict]:
+    queue = f"embedq.test.{uuid.uuid4().hex[:8]}"
+    env = {
+        "EMBEDQ_HOME": str(tmp_path / "home"),
+        "EMBEDQ_BROKER_URL": redis_url,
+        "EMBEDQ_DATABASE_URL": postgres_schema_url,
+        "EMBEDQ_QDRANT_URL": qdrant_url,
+        "EMBEDQ_QUEUE": queue,
+        "EMBEDQ_LEASE_SECONDS": str(LEASE_SECONDS),
+        "HF_HUB_OFFLINE": "1",
+    }
+    yield env
+    import redis
+
+    redis.Redis.from_url(redis_url).delete(queue)
+
+
+@pytest.fixture
+def client(environment, monkeypatch) -> Client:
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    client = Client(Settings())
+    client.migrate()
+    return client
+
+
+@pytest.fixture
+def workers(environment, tmp_path) -> Iterator[list[subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_worker(environment: dict, log_path, started: list) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
+    process = subprocess.Popen(
+        [sys.executable, "-m", "embedq.api.cli", "worker", "--loglevel=INFO"],
+        env={**os.environ, **environment},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: SIGKILL reaches the pool child too
+    )
+    started.append(process)
+    return process
+
+
+@pytest.fixture
+def collection(qdrant_url) -> Iterator[str]:
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    yield name
+    qdrant = QdrantClient(url=qdrant_url)
+    for alias in qdrant.get_aliases().aliases:
+        if alias.alias_name == name:
+            qdrant.delete_collection(alias.collection_name)  # its alias goes with it
+
+
+def write_corpus(path, texts: list[str]) -> list[str]:
+    ids = [f"doc-{i}" for i in range(len(texts))]
+    with path.open("w") as out:
+        for doc_id, text in zip(ids, texts, strict=True):
+            out.write(json.dumps({"id": doc_id, "text": text}) + "\n")
+    return ids
+
+
+def assert_every_document_once(qdrant_url: str, collection: str, ids: list[str]) -> None:
+    qdrant = QdrantClient(url=qdrant_url)
+    assert qdrant.count(collection, exact=True).count == len(ids)
+    records = qdrant.retrieve(collection, ids=[point_id(i, 0) for i in ids])
+    assert sorted(r.payload["doc_id"] for r in records) == sorted(ids)
+
+
+def test_a_worker_process_drains_an_ingestion(
+    client, environment, workers, collection, tmp_path, scifact_texts, minilm_path, qdrant_url
+):
+    ids = write_corpus(tmp_path / "in.jsonl", scifact_texts[:96])
+    start_worker(environment, tmp_path / "worker.log", workers)
+    job_id = client.ingest(
+        [tmp_path / "in.jsonl"],
+        collection=collection,
+        model=str(minilm_path),
+        long_text="truncate",
+        batch_size=16,
+    )
+    view = client.wait(job_id, timeout=240, poll_seconds=0.5)
+    assert view.status == "succeeded", (tmp_path / "worker.log").read_text()[-3000:]
+    assert (view.documents_done, view.batches_done) == (96, 6)
+    assert_every_document_once(qdrant_url, collection, ids)
+
+
+def test_a_worker_killed_mid_batch_is_taken_over_within_a_minute(
+    client, environment, workers, collection, tmp_path, scifact_texts, minilm_path, qdrant_url
+):
+    ids = write_corpus(tmp_path / "in.jsonl", scifact_texts[:256])
+    first = start_worker(environment, tmp_path / "first.log", workers)
+    job_id = client.ingest(
+        [tmp_path / "in.jsonl"],
+        collection=collection,
+        model=str(minilm_path),
+        long_text="truncate",
+        batch_size=32,
+    )
+    running = wait_for_running_batch(client, job_id, timeout=180)
+    os.killpg(first.pid, signal.SIGKILL)
+    killed_at = datetime.now(timezone.utc)
+    first.wait(timeout=10)
+    start_worker(environment, tmp_path / "second.log", workers)
+    view = client.wait(job_id, timeout=300, poll_seconds=0.5)
+    assert view.status == "succeeded", (tmp_path / "second.log").read_text()[-3000:]
+    assert (view.documents_total, view.documents_done, view.documents_failed) == (256, 256, 0)
+    assert view.batches_done == 8
+    assert_every_document_once(qdrant_url, collection, ids)
+    batch = next(b for b in jobs.list_batches(client.sessions, job_id=job_id) if b.id == running)
+    assert batch.attempts >= 2
+    assert 0 <= (batch.started_at - killed_at).total_seconds() < TAKEOVER_LIMIT_S
+
+
+def wait_for_running_batch(client: Client, job_id: str, *, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batches = jobs.list_batches(client.sessions, job_id=job_id)
+        done = [b for b in batches if b.status == "succeeded"]
+        running = [b for b in batches if b.status == "running"]
+        if done and running:
+            return running[0].id
+        time.sleep(0.05)
+    raise AssertionError("no batch was seen running after another had finished")
