@@ -81,7 +81,8 @@ def submit(
         queue.publish(ref.id)
         if on_batch is not None:
             on_batch(job_id)
-    jobs.seal_job(sessions, job_id=job_id)
+    if jobs.seal_job(sessions, job_id=job_id) in jobs.JOB_ENDED:
+        store.finish_bulk_load(physical)  # every batch already ran (in-process, or an empty job)
     return job_id
 
 

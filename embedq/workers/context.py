@@ -10,13 +10,14 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs import make_engine, make_sessions
-from embedq.models import Embedder
+from embedq.models import Embedder, EmbeddingResult
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore, connect
 
@@ -26,13 +27,34 @@ logger = logging.getLogger(__name__)
 MODEL_OPTIONS = ("outputs", "max_length", "long_text")
 
 
+class BatchEmbedder(Protocol):
+    """What the pipeline needs of a model: the runtime's ``Embedder`` or a stand-in."""
+
+    def embed(self, texts: Sequence[object]) -> list[EmbeddingResult]: ...
+
+
+EmbedderLoader = Callable[[Settings, str, dict[str, Any]], BatchEmbedder]
+
+
+def load_embedder(settings: Settings, model: str, options: dict[str, Any]) -> BatchEmbedder:
+    return Embedder.load(
+        model,
+        device=settings.device,
+        memory_budget=settings.memory_budget,
+        max_length=options.get("max_length"),
+        long_text=options.get("long_text") or "chunk",
+        outputs=options.get("outputs"),
+    )
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
     sessions: sessionmaker[Session]
     store: QdrantStore
     worker_id: str = field(default_factory=lambda: new_worker_id())
-    _embedders: dict[tuple, Embedder] = field(default_factory=dict)
+    loader: EmbedderLoader = load_embedder
+    _embedders: dict[tuple, BatchEmbedder] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerContext:
@@ -42,19 +64,12 @@ class WorkerContext:
         engine = make_engine(settings.ledger_url)
         return cls(settings=settings, sessions=make_sessions(engine), store=QdrantStore(client))
 
-    def embedder(self, model: str, options: dict[str, Any]) -> Embedder:
+    def embedder(self, model: str, options: dict[str, Any]) -> BatchEmbedder:
         """The loaded embedder for a job's model and options, loading it on first use."""
         key = (model, *(str(options.get(name)) for name in MODEL_OPTIONS))
         if key not in self._embedders:
             logger.info("worker %s loads %s %s", self.worker_id, model, options)
-            self._embedders[key] = Embedder.load(
-                model,
-                device=self.settings.device,
-                memory_budget=self.settings.memory_budget,
-                max_length=options.get("max_length"),
-                long_text=options.get("long_text") or "chunk",
-                outputs=options.get("outputs"),
-            )
+            self._embedders[key] = self.loader(self.settings, model, options)
         return self._embedders[key]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from embedq import jobs
-from embedq.errors import RetryableError
+from embedq.errors import PermanentError, RetryableError
 from embedq.models import EmbeddingResult
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
@@ -31,12 +32,13 @@ Publish = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What happened to a batch in this attempt."""
+    """What happened to a batch in this attempt, and where its time went (seconds by stage)."""
 
     status: Literal["succeeded", "skipped", "split", "failed"]
     documents_done: int = 0
     documents_failed: int = 0
     children: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,36 +50,83 @@ class BatchSummary:
     failures: list[jobs.Failure]
 
 
+class StageClock:
+    """Adds up wall time per named stage of one batch."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
 def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) -> BatchOutcome:
     """Run one batch if it is ours to run; split it in two if it cannot finish in memory."""
-    claim = jobs.claim_batch(
-        context.sessions,
-        batch_id=batch_id,
-        worker=context.worker_id,
-        lease_seconds=context.settings.lease_seconds,
-    )
+    clock = StageClock()
+    with clock.stage("claim"):
+        claim = jobs.claim_batch(
+            context.sessions,
+            batch_id=batch_id,
+            worker=context.worker_id,
+            lease_seconds=context.settings.lease_seconds,
+        )
     if claim is None:
         logger.info("batch %s is not ours to run (done, cancelled or leased)", batch_id)
         return BatchOutcome("skipped")
-    with LeaseKeeper(context, batch_id), _released_on_retryable(context, batch_id):
+    try:
+        outcome = _run_claim(context, claim, clock, publish=publish)
+    except PermanentError as error:  # the same batch would fail the same way on any worker
+        logger.error("batch %s failed: %s", batch_id, error)
+        jobs.fail_batch(context.sessions, batch_id=batch_id, error=str(error))
+        outcome = BatchOutcome("failed", documents_failed=len(claim.documents))
+    finish_bulk_load_if_ended(context, claim)
+    return outcome
+
+
+def _run_claim(
+    context: WorkerContext, claim: jobs.Claim, clock: StageClock, *, publish: Publish
+) -> BatchOutcome:
+    with LeaseKeeper(context, claim.batch_id), _released_on_retryable(context, claim.batch_id):
         try:
-            summary = embed_claim(context, claim)
+            with clock.stage("embed"):
+                summary = embed_claim(context, claim)
         except (torch.OutOfMemoryError, MemoryError):
             out_of_memory = True
         else:
             out_of_memory = False
         if out_of_memory:  # outside the except block, so the failed pass's memory is released
             return split_or_fail(context, claim, publish=publish)
-        context.store.upsert(claim.options["physical_collection"], summary.points)
-    jobs.complete_batch(
-        context.sessions,
-        batch_id=batch_id,
-        documents_done=summary.documents_done,
-        chunks_done=summary.chunks_done,
-        tokens_done=summary.tokens_done,
-        failures=summary.failures,
+        with clock.stage("upsert"):
+            context.store.upsert(physical_collection(claim), summary.points)
+    with clock.stage("complete"):
+        jobs.complete_batch(
+            context.sessions,
+            batch_id=claim.batch_id,
+            documents_done=summary.documents_done,
+            chunks_done=summary.chunks_done,
+            tokens_done=summary.tokens_done,
+            failures=summary.failures,
+        )
+    return BatchOutcome(
+        "succeeded", summary.documents_done, len(summary.failures), timings=clock.seconds
     )
-    return BatchOutcome("succeeded", summary.documents_done, len(summary.failures))
+
+
+def physical_collection(claim: jobs.Claim) -> str:
+    """Workers write to the versioned collection the job was created with, not the alias."""
+    return str(claim.options["physical_collection"])
+
+
+def finish_bulk_load_if_ended(context: WorkerContext, claim: jobs.Claim) -> None:
+    """Whoever ends the job restores the index that was deferred while it loaded."""
+    view = jobs.get_job(context.sessions, job_id=claim.job_id)
+    if view is not None and view.ended:
+        context.store.finish_bulk_load(physical_collection(claim))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,73 @@
+"""The components measured alone: the runtime's ``embed`` and Qdrant's upsert, on the same work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.pipeline.config import LOGGER
+from bench.pipeline.nullmodel import NullEmbedder
+from bench.runtime.measure import now
+from embedq.api.reader import Document
+from embedq.workers.context import BatchEmbedder
+from embedq.workers.pipeline import summarise
+from embedq.workers.qdrant_store import CollectionShape, PointData, QdrantStore
+
+logger = logging.getLogger(LOGGER)
+
+
+@dataclass(frozen=True)
+class AlonePass:
+    """One timed pass of a component over every batch."""
+
+    seconds: float
+    documents: int
+    batch_seconds: list[float]
+    requests: int = 0
+    points_stored: int | None = None
+
+
+def runtime_alone(
+    embedder: BatchEmbedder, batches: Sequence[Sequence[str]], device: str
+) -> AlonePass:
+    """``embed`` over each batch in turn, timed per batch; documents with a vector counted."""
+    seconds, embedded = [], 0
+    for texts in batches:
+        started = now(device)
+        results = embedder.embed(list(texts))
+        seconds.append(now(device) - started)
+        embedded += sum(result.ok for result in results)
+    logger.info("runtime alone: %d documents in %.1f s", embedded, sum(seconds))
+    return AlonePass(sum(seconds), embedded, seconds)
+
+
+def null_points(
+    batches: Sequence[Sequence[Document]], embedder: NullEmbedder, *, job_id: str, model: str
+) -> list[list[PointData]]:
+    """The points the pipeline builds of each batch (its own ``summarise``), vectors included."""
+    points = []
+    for batch in batches:
+        documents = [document.as_payload() for document in batch]
+        results = embedder.embed([document["text"] for document in documents])
+        points.append(summarise(documents, results, job_id=job_id, model=model).points)
+    return points
+
+
+def qdrant_alone(
+    store: QdrantStore, name: str, shape: CollectionShape, batches: Sequence[Sequence[PointData]]
+) -> AlonePass:
+    """``QdrantStore.upsert`` of each batch's points into a fresh collection, as a worker does.
+
+    The collection is created and put in bulk-load mode the way the producer does it.
+    """
+    physical = store.ensure_collection(name, shape)
+    store.begin_bulk_load(physical)
+    seconds, requests = [], 0
+    for points in batches:
+        started = now("cpu")
+        requests += store.upsert(physical, points)
+        seconds.append(now("cpu") - started)
+    stored = store.count(physical)
+    logger.info("Qdrant alone: %d points in %.1f s (%d requests)", stored, sum(seconds), requests)
+    return AlonePass(sum(seconds), sum(map(len, batches)), seconds, requests, stored)

@@ -1,0 +1,112 @@
+"""The figures of each measurement: documents/s, ratios to a target, and where the time went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.pipeline.celery_run import CeleryRun
+from bench.pipeline.inprocess import PipelineRun
+from bench.runtime.report import _target as target
+
+WORKER_STAGES = ("claim", "embed", "upsert", "complete")
+
+STAGE_LEGEND = {
+    "producer_read": "reading and parsing the JSON Lines file (embedq.api.reader)",
+    "producer_batch": "intake checks, duplicate ids and length bucketing (read excluded)",
+    "producer_add_batch": "jobs.add_batch: recording each batch and its documents in Postgres",
+    "producer_publish": "queue.publish, less the batch run inside it in-process",
+    "producer_queue_depth": "queue.depth (the backpressure check)",
+    "worker_claim": "BatchOutcome.timings['claim'], summed over batches",
+    "worker_embed": "BatchOutcome.timings['embed'] (the model and building points)",
+    "worker_upsert": "BatchOutcome.timings['upsert'] (QdrantStore.upsert, wait=True)",
+    "worker_complete": "BatchOutcome.timings['complete'] (jobs.complete_batch)",
+    "worker_other": "process_batch outside its stages: lease thread, the job-ended check",
+    "worker_batches": "Celery: each batch's claim to completion, from the ledger's timestamps",
+    "other": "the rest of the run: model description, collection, job creation, sealing",
+}
+
+
+def rate(seconds: float, documents: int) -> dict[str, Any]:
+    return {
+        "seconds": round(seconds, 3),
+        "documents": documents,
+        "docs_per_s": round(documents / seconds, 2) if seconds > 0 else None,
+    }
+
+
+def compared(entry: dict[str, Any], reference: float, goal: float) -> dict[str, Any]:
+    """``entry`` with its documents/s as a ratio to ``reference`` and the goal it must meet."""
+    ratio = round(entry["docs_per_s"] / reference, 3) if entry["docs_per_s"] else None
+    return {**entry, "ratio": ratio, **_goal(target(ratio, ">=", goal))}
+
+
+def _goal(checked: dict[str, Any]) -> dict[str, Any]:
+    return {"target": checked["target"], "met": checked["met"]}
+
+
+def shares(stages: dict[str, float], total: float) -> dict[str, dict[str, float]]:
+    return {
+        name: {"seconds": round(seconds, 3), "share": round(seconds / total, 4)}
+        for name, seconds in stages.items()
+    }
+
+
+def producer_stages(watch: dict[str, float], inside_publish: float) -> dict[str, float]:
+    """The producer's own time by step; ``inside_publish`` is worker time spent in publish."""
+    read = watch.get("read", 0.0)
+    return {
+        "producer_read": read,
+        "producer_batch": watch.get("bucketed", 0.0) - read,
+        "producer_add_batch": watch.get("add_batch", 0.0),
+        "producer_publish": watch.get("publish", 0.0) - inside_publish,
+        "producer_queue_depth": watch.get("queue_depth", 0.0),
+    }
+
+
+def in_process_breakdown(run: PipelineRun) -> dict[str, Any]:
+    """Producer steps, worker stages and the rest; they add up to the run's wall time."""
+    if run.worker is None:
+        raise ValueError("an in-process run records its worker")
+    stages = producer_stages(run.producer, run.worker.seconds)
+    per_stage = run.worker.stage_seconds()
+    names = [*WORKER_STAGES, *sorted(set(per_stage) - set(WORKER_STAGES))]
+    stages.update({f"worker_{name}": per_stage.get(name, 0.0) for name in names})
+    stages["worker_other"] = run.worker.seconds - sum(per_stage.values())
+    stages["other"] = run.seconds - sum(stages.values())
+    return {"total_seconds": round(run.seconds, 3), "stages": shares(stages, run.seconds)}
+
+
+def celery_breakdown(run: CeleryRun) -> dict[str, Any]:
+    """Producer steps timed here; the worker's batches from the ledger (they overlap)."""
+    stages = producer_stages(run.producer, 0.0)
+    timed = [b for b in run.batches if b.started_at is not None and b.finished_at is not None]
+    stages["worker_batches"] = sum((b.finished_at - b.started_at).total_seconds() for b in timed)
+    first_claim = min((b.started_at for b in timed), default=None)
+    return {
+        "total_seconds": round(run.seconds, 3),
+        "producer_submit_seconds": round(run.submit_seconds, 3),
+        "first_claim_after_s": _after(first_claim, run),
+        "worker_idle_s": round(run.seconds - stages["worker_batches"], 3),
+        "stages": shares(stages, run.seconds),
+        "worker_stages": (
+            "not observable from outside the worker process: the Celery task logs only "
+            "BatchOutcome.status, and the ledger keeps no per-stage times"
+        ),
+        "overlap": "the producer and the worker run at the same time, so shares need not add to 1",
+    }
+
+
+def _after(moment: Any, run: CeleryRun) -> float | None:
+    return None if moment is None else round((moment - run.started_at).total_seconds(), 3)
+
+
+def pipeline_entry(run: PipelineRun | CeleryRun) -> dict[str, Any]:
+    """Documents/s of a pipeline run, with what the ledger says the job did."""
+    job = run.job
+    return {
+        **rate(run.seconds, job.documents_done),
+        "documents_failed": job.documents_failed,
+        "batches": job.batches_total,
+        "splits": job.splits,
+        "job_status": job.status.value,
+    }

@@ -1,0 +1,109 @@
+"""The whole pipeline in this process: ``submit`` into an in-process queue running ``process_batch``.
+
+This is what a Celery worker runs for each task, without the broker: the producer
+reads the JSON Lines file, records each batch in the Postgres ledger and publishes
+it; publishing runs the batch at once (claim, embed, upsert to the Qdrant server,
+complete). The model is injected through ``WorkerContext(loader=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from bench.pipeline.config import LOGGER
+from bench.pipeline.instruments import Stopwatch, TimedQueue, producer_instruments
+from bench.pipeline.session import BenchSession
+from bench.runtime.measure import now
+from embedq import jobs
+from embedq.api.producer import IngestRequest, submit
+from embedq.settings import Settings
+from embedq.workers.context import BatchEmbedder, EmbedderLoader, WorkerContext
+from embedq.workers.pipeline import BatchOutcome, Publish, process_batch
+from embedq.workers.queues import InProcessQueue
+
+logger = logging.getLogger(LOGGER)
+
+
+@dataclass
+class WorkerLog:
+    """Every batch the in-process worker ran: its outcome and its wall time."""
+
+    outcomes: list[BatchOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def stage_seconds(self) -> dict[str, float]:
+        """``BatchOutcome.timings`` summed over every batch, stage by stage."""
+        totals: dict[str, float] = {}
+        for outcome in self.outcomes:
+            for stage, seconds in outcome.timings.items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+        return totals
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One timed pipeline run and what it recorded."""
+
+    job: jobs.JobView
+    seconds: float
+    producer: dict[str, float]
+    worker: WorkerLog | None = None
+
+
+def preloaded(embedder: BatchEmbedder) -> EmbedderLoader:
+    """A loader handing the worker an embedder this process already holds (warm, shared)."""
+
+    def load(settings: Settings, model: str, options: dict[str, object]) -> BatchEmbedder:
+        logger.info("worker context takes the preloaded model for %s %s", model, options)
+        return embedder
+
+    return load
+
+
+def in_process_queue(context: WorkerContext, log: WorkerLog) -> InProcessQueue:
+    """The embedded queue as ``make_queue`` builds it, recording each batch's outcome."""
+
+    def run(batch_id: str, publish: Publish) -> None:
+        started = time.perf_counter()
+        outcome = process_batch(context, batch_id, publish=publish)
+        log.seconds += time.perf_counter() - started
+        log.outcomes.append(outcome)
+
+    return InProcessQueue(run)
+
+
+def run_in_process(
+    session: BenchSession, request: IngestRequest, embedder: BatchEmbedder
+) -> PipelineRun:
+    """``submit`` from the first line read to the job's end (in-process, both are one call)."""
+    settings = session.settings()
+    context = WorkerContext(
+        settings=settings,
+        sessions=session.sessions,
+        store=session.store,
+        loader=preloaded(embedder),
+    )
+    log, watch = WorkerLog(), Stopwatch()
+    queue = TimedQueue(in_process_queue(context, log), watch)
+    with producer_instruments(watch):
+        started = now(session.device)
+        job_id = submit(
+            request,
+            sessions=session.sessions,
+            store=session.store,
+            queue=queue,
+            high_water_mark=settings.high_water_mark,
+        )
+        seconds = now(session.device) - started
+    job = ended_job(session, job_id)
+    logger.info("in-process pipeline: job %s %s in %.1f s", job_id, job.status.value, seconds)
+    return PipelineRun(job, seconds, dict(watch.seconds), log)
+
+
+def ended_job(session: BenchSession, job_id: str) -> jobs.JobView:
+    job = jobs.get_job(session.sessions, job_id=job_id)
+    if job is None or not job.ended:
+        raise RuntimeError(f"job {job_id} has not ended: {job}")
+    return job
