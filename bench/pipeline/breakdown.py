@@ -9,20 +9,23 @@ from bench.pipeline.inprocess import PipelineRun
 from bench.runtime.report import _target as target
 
 WORKER_STAGES = ("claim", "embed", "upsert", "complete")
+SETUP_STEPS = ("describe_model", "collection", "create_job")
 
 STAGE_LEGEND = {
+    "producer_setup": "describe_model, ensure_collection + begin_bulk_load, jobs.create_job",
     "producer_read": "reading and parsing the JSON Lines file (embedq.api.reader)",
     "producer_batch": "intake checks, duplicate ids and length bucketing (read excluded)",
     "producer_add_batch": "jobs.add_batch: recording each batch and its documents in Postgres",
     "producer_publish": "queue.publish, less the batch run inside it in-process",
     "producer_queue_depth": "queue.depth (the backpressure check)",
+    "producer_seal": "jobs.seal_job, and finish_bulk_load (the HNSW m restored) when it ended",
     "worker_claim": "BatchOutcome.timings['claim'], summed over batches",
     "worker_embed": "BatchOutcome.timings['embed'] (the model and building points)",
     "worker_upsert": "BatchOutcome.timings['upsert'] (QdrantStore.upsert, wait=True)",
     "worker_complete": "BatchOutcome.timings['complete'] (jobs.complete_batch)",
     "worker_other": "process_batch outside its stages: lease thread, the job-ended check",
     "worker_batches": "Celery: each batch's claim to completion, from the ledger's timestamps",
-    "other": "the rest of the run: model description, collection, job creation, sealing",
+    "other": "the rest: the producer's own loop, backpressure sleeps (none at these sizes)",
 }
 
 
@@ -55,11 +58,21 @@ def producer_stages(watch: dict[str, float], inside_publish: float) -> dict[str,
     """The producer's own time by step; ``inside_publish`` is worker time spent in publish."""
     read = watch.get("read", 0.0)
     return {
+        "producer_setup": sum(watch.get(step, 0.0) for step in SETUP_STEPS),
         "producer_read": read,
         "producer_batch": watch.get("bucketed", 0.0) - read,
         "producer_add_batch": watch.get("add_batch", 0.0),
         "producer_publish": watch.get("publish", 0.0) - inside_publish,
         "producer_queue_depth": watch.get("queue_depth", 0.0),
+        "producer_seal": watch.get("seal_job", 0.0) + watch.get("finish_bulk_load", 0.0),
+    }
+
+
+def setup_steps(watch: dict[str, float]) -> dict[str, float]:
+    """What ``producer_setup`` and ``producer_seal`` are made of, in seconds."""
+    return {
+        step: round(watch.get(step, 0.0), 3)
+        for step in (*SETUP_STEPS, "seal_job", "finish_bulk_load")
     }
 
 
@@ -73,21 +86,26 @@ def in_process_breakdown(run: PipelineRun) -> dict[str, Any]:
     stages.update({f"worker_{name}": per_stage.get(name, 0.0) for name in names})
     stages["worker_other"] = run.worker.seconds - sum(per_stage.values())
     stages["other"] = run.seconds - sum(stages.values())
-    return {"total_seconds": round(run.seconds, 3), "stages": shares(stages, run.seconds)}
+    return {
+        "total_seconds": round(run.seconds, 3),
+        "stages": shares(stages, run.seconds),
+        "producer_steps_s": setup_steps(run.producer),
+    }
 
 
 def celery_breakdown(run: CeleryRun) -> dict[str, Any]:
     """Producer steps timed here; the worker's batches from the ledger (they overlap)."""
     stages = producer_stages(run.producer, 0.0)
-    timed = [b for b in run.batches if b.started_at is not None and b.finished_at is not None]
-    stages["worker_batches"] = sum((b.finished_at - b.started_at).total_seconds() for b in timed)
-    first_claim = min((b.started_at for b in timed), default=None)
+    spans = [(b.started_at, b.finished_at) for b in run.batches if b.started_at and b.finished_at]
+    stages["worker_batches"] = sum((end - start).total_seconds() for start, end in spans)
+    first_claim = min((start for start, _ in spans), default=None)
     return {
         "total_seconds": round(run.seconds, 3),
         "producer_submit_seconds": round(run.submit_seconds, 3),
         "first_claim_after_s": _after(first_claim, run),
         "worker_idle_s": round(run.seconds - stages["worker_batches"], 3),
         "stages": shares(stages, run.seconds),
+        "producer_steps_s": setup_steps(run.producer),
         "worker_stages": (
             "not observable from outside the worker process: the Celery task logs only "
             "BatchOutcome.status, and the ledger keeps no per-stage times"

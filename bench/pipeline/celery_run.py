@@ -134,7 +134,7 @@ def run_celery(
         logger.info("worker is up and its model loaded; timing the job")
         watch = Stopwatch()
         started_at = datetime.now(timezone.utc)
-        with producer_instruments(watch):
+        with producer_instruments(watch, session.store):
             started = now(session.device)
             job_id = _submit(session, request, TimedQueue(queue, watch), settings)
             submitted = now(session.device) - started

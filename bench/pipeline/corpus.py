@@ -1,4 +1,4 @@
-"""The documents: SciFact abstracts as JSON Lines input, and the batches the producer cuts them into."""
+"""The documents: SciFact abstracts as JSON Lines input, and the producer's batches of them."""
 
 from __future__ import annotations
 

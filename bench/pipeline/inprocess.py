@@ -1,4 +1,4 @@
-"""The whole pipeline in this process: ``submit`` into an in-process queue running ``process_batch``.
+"""The whole pipeline in this process: ``submit`` into an in-process queue of ``process_batch``.
 
 This is what a Celery worker runs for each task, without the broker: the producer
 reads the JSON Lines file, records each batch in the Postgres ledger and publishes
@@ -87,7 +87,7 @@ def run_in_process(
     )
     log, watch = WorkerLog(), Stopwatch()
     queue = TimedQueue(in_process_queue(context, log), watch)
-    with producer_instruments(watch):
+    with producer_instruments(watch, session.store):
         started = now(session.device)
         job_id = submit(
             request,

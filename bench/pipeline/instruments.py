@@ -1,7 +1,8 @@
 """Stopwatches on the producer's steps and on the queue, for "where the time goes".
 
 The producer is timed as it runs, without changing it: while a pipeline run lasts,
-the names ``submit`` calls (its reader, its length bucketing and ``jobs.add_batch``)
+the names ``submit`` calls (its reader, its length bucketing, ``describe_model``, the
+ledger's ``create_job``, ``add_batch`` and ``seal_job``, the store's collection set-up)
 are replaced by timed wrappers around the very same functions, and the queue it is
 given is wrapped to time ``publish`` and ``depth``.
 """
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from unittest import mock
 
 from embedq.api import producer
+from embedq.workers.qdrant_store import QdrantStore
 from embedq.workers.queues import BatchQueue
 
 T = TypeVar("T")
@@ -79,20 +81,28 @@ class TimedQueue:
 
 
 @contextlib.contextmanager
-def producer_instruments(watch: Stopwatch) -> Iterator[None]:
-    """Time reading, bucketing and ``add_batch`` inside ``producer.submit`` for the block.
+def producer_instruments(watch: Stopwatch, store: QdrantStore) -> Iterator[None]:
+    """Time the steps of ``producer.submit`` for the block.
 
     ``read`` is nested inside ``bucketed`` (bucketing pulls documents from the reader).
+    ``store`` is the Qdrant writer given to ``submit``: its collection set-up is timed.
     """
-    with (
-        mock.patch.object(
-            producer, "read_documents", watch.iteration("read", producer.read_documents)
-        ),
-        mock.patch.object(
-            producer, "length_bucketed", watch.iteration("bucketed", producer.length_bucketed)
-        ),
-        mock.patch.object(
-            producer.jobs, "add_batch", watch.call("add_batch", producer.jobs.add_batch)
-        ),
-    ):
+    with contextlib.ExitStack() as stack:
+        for owner, name, timed in _timed_steps(watch, store):
+            stack.enter_context(mock.patch.object(owner, name, timed))
         yield
+
+
+def _timed_steps(watch: Stopwatch, store: QdrantStore) -> list[tuple[object, str, object]]:
+    jobs = producer.jobs
+    return [
+        (producer, "read_documents", watch.iteration("read", producer.read_documents)),
+        (producer, "length_bucketed", watch.iteration("bucketed", producer.length_bucketed)),
+        (producer, "describe_model", watch.call("describe_model", producer.describe_model)),
+        (jobs, "add_batch", watch.call("add_batch", jobs.add_batch)),
+        (jobs, "create_job", watch.call("create_job", jobs.create_job)),
+        (jobs, "seal_job", watch.call("seal_job", jobs.seal_job)),
+        (store, "ensure_collection", watch.call("collection", store.ensure_collection)),
+        (store, "begin_bulk_load", watch.call("collection", store.begin_bulk_load)),
+        (store, "finish_bulk_load", watch.call("finish_bulk_load", store.finish_bulk_load)),
+    ]

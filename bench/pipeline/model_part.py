@@ -117,7 +117,9 @@ def celery_entry(
     name = session.collections.new("minilm_celery")
     timeout = max(WORKER_START_TIMEOUT_S, CELERY_SLACK * runtime["seconds"])
     try:
-        run = run_celery(session, request_for(path, name, model, session.batch_size), warmup, timeout)
+        run = run_celery(
+            session, request_for(path, name, model, session.batch_size), warmup, timeout
+        )
     except CeleryRunError as error:
         logger.error("the Celery run failed: %s", error)
         return {"error": str(error)}

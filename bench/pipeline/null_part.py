@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bench.pipeline.baselines import AlonePass, null_points, qdrant_alone
@@ -68,7 +69,7 @@ def measure_null(session: BenchSession, docs: int) -> dict[str, Any]:
 
 
 def in_process_entry(
-    session: BenchSession, model: str, path: Any, embedder: NullEmbedder
+    session: BenchSession, model: str, path: Path, embedder: NullEmbedder
 ) -> dict[str, Any]:
     name = session.collections.new("null_in_process")
     request = IngestRequest(

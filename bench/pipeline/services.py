@@ -1,4 +1,4 @@
-"""The real services for one run: a fresh Postgres schema, tracked Qdrant collections, Redis keys."""
+"""The real services of one run: a fresh Postgres schema, tracked Qdrant collections, Redis keys."""
 
 from __future__ import annotations
 

@@ -74,8 +74,16 @@ def bench_session(
         store = store_for(services.qdrant_url)
         try:
             yield BenchSession(
-                services, tag, device, budget, batch_size, Path(scratch), schema_url,
-                sessions, store, collections,
+                services,
+                tag,
+                device,
+                budget,
+                batch_size,
+                Path(scratch),
+                schema_url,
+                sessions,
+                store,
+                collections,
             )
         finally:
             store.client.close()

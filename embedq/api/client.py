@@ -32,10 +32,9 @@ class Client:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        engine = ledger.make_engine(self.settings.ledger_url)
         if self.settings.database_url is None:  # the embedded ledger file sets itself up
-            ledger.migrate(engine)
-        return ledger.make_sessions(engine)
+            ledger.migrate(self.settings.ledger_url)
+        return ledger.open_ledger(self.settings.ledger_url)
 
     @cached_property
     def store(self) -> QdrantStore:

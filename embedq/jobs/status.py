@@ -5,7 +5,17 @@ from __future__ import annotations
 from enum import Enum
 
 
-class JobKind(str, Enum):
+class _Named(str, Enum):
+    """Prints as its value ("succeeded", not "JobStatus.succeeded") in messages and f-strings."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class JobKind(_Named):
     """What a job does with its documents."""
 
     ingest = "ingest"
@@ -13,7 +23,7 @@ class JobKind(str, Enum):
     rerank = "rerank"
 
 
-class JobStatus(str, Enum):
+class JobStatus(_Named):
     """pending → running → succeeded | partial | failed; cancelled from any open state."""
 
     pending = "pending"
@@ -24,7 +34,7 @@ class JobStatus(str, Enum):
     cancelled = "cancelled"
 
 
-class BatchStatus(str, Enum):
+class BatchStatus(_Named):
     """queued → running → succeeded | failed | split; cancelled when its job is."""
 
     queued = "queued"

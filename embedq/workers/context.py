@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from embedq.jobs import make_engine, make_sessions
+from embedq.jobs import open_ledger
 from embedq.models import Embedder, EmbeddingResult
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore, connect
@@ -61,8 +61,8 @@ class WorkerContext:
         client = connect(
             url=settings.qdrant_url, path=settings.qdrant_path, api_key=settings.qdrant_api_key
         )
-        engine = make_engine(settings.ledger_url)
-        return cls(settings=settings, sessions=make_sessions(engine), store=QdrantStore(client))
+        sessions = open_ledger(settings.ledger_url)  # refuses an unmigrated ledger, clearly
+        return cls(settings=settings, sessions=sessions, store=QdrantStore(client))
 
     def embedder(self, model: str, options: dict[str, Any]) -> BatchEmbedder:
         """The loaded embedder for a job's model and options, loading it on first use."""
