@@ -1,4 +1,4 @@
-"""How the pipeline recovers: OOM splits a batch, a permanent error fails it, a rerun duplicates nothing."""
+"""How the pipeline recovers: OOM splits a batch, a permanent error fails it, no rerun duplicates."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from embedq.models import Chunk, EmbeddingResult
 from embedq.settings import Settings
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
-from embedq.workers.queues import InProcessQueue
 from embedq.workers.qdrant_store import IncompatibleCollectionError
+from embedq.workers.queues import InProcessQueue
 
 
 class FittingEmbedder:
