@@ -1,4 +1,4 @@
-"""How the pipeline recovers: OOM splits a batch, a permanent error fails it, no rerun duplicates."""
+"""Pipeline recovery: OOM splits a batch, a permanent error fails it, no rerun duplicates."""
 
 from __future__ import annotations
 
