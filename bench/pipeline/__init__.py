@@ -10,10 +10,13 @@ its baseline use this process's cores the same way. Two parts:
 - model: all-MiniLM-L6-v2 (max_length 256, truncate, dense) on SciFact abstracts,
   against ``Embedder.embed`` alone over the same batches (target: >= 0.9x); with
   ``--celery``, also a real ``embedq worker`` process, timed until the ledger says
-  the job ended;
+  the job ended. The methods take turns on rounds of the batches (one job a round),
+  so a shared machine's drift falls on all of them alike;
 - null model: BGE-M3-sized outputs (1024-d dense + ~60 sparse weights, numpy random)
   injected through ``WorkerContext(loader=...)``, against ``QdrantStore.upsert`` alone
-  of the same points in the same batches (target: >= 0.8x).
+  of the same points in the same batches, before and after the pipeline (target: >= 0.8x);
+  the same requests through qdrant-client's generated HTTP API, without the client-side
+  inspection ``QdrantClient.upsert`` does, are timed too, for the server's own rate.
 
 Each pipeline run also says where its time went: the producer's steps and the
 worker's stages (``BatchOutcome.timings``: claim, embed, upsert, complete).

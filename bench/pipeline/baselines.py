@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from qdrant_client import models as qm
 
 from bench.pipeline.config import LOGGER
 from bench.pipeline.nullmodel import NullEmbedder
@@ -13,6 +15,7 @@ from embedq.api.reader import Document
 from embedq.workers.context import BatchEmbedder
 from embedq.workers.pipeline import summarise
 from embedq.workers.qdrant_store import CollectionShape, PointData, QdrantStore
+from embedq.workers.store.points import checked_size, point_struct, request_spans
 
 logger = logging.getLogger(LOGGER)
 
@@ -52,6 +55,39 @@ def null_points(
         results = embedder.embed([document["text"] for document in documents])
         points.append(summarise(documents, results, job_id=job_id, model=model).points)
     return points
+
+
+def qdrant_http_alone(
+    store: QdrantStore, name: str, shape: CollectionShape, batches: Sequence[Sequence[PointData]]
+) -> AlonePass:
+    """The same requests through qdrant-client's generated HTTP API, timed alone.
+
+    This skips what ``QdrantClient.upsert`` does on the client before sending (its
+    local-inference inspector walks every float of every vector) and embedq's checks
+    and conversions (built before the clock starts), leaving JSON encoding, the request
+    and the server's write: as near to the server's own rate as this client gets.
+    """
+    physical = store.ensure_collection(name, shape)
+    store.begin_bulk_load(physical)
+    seconds, requests = [], 0
+    for points in batches:
+        for operation in _requests(store, points):
+            started = now("cpu")
+            store.client.http.points_api.upsert_points(
+                collection_name=physical, wait=True, point_insert_operations=operation
+            )
+            seconds.append(now("cpu") - started)
+            requests += 1
+    stored = store.count(physical)
+    logger.info("Qdrant HTTP alone: %d points in %.1f s", stored, sum(seconds))
+    return AlonePass(sum(seconds), sum(map(len, batches)), seconds, requests, stored)
+
+
+def _requests(store: QdrantStore, points: Sequence[PointData]) -> Iterator[qm.PointsList]:
+    """The requests ``QdrantStore.upsert`` would send for ``points``, built one at a time."""
+    sizes = [checked_size(point) for point in points]
+    for start, stop in request_spans(sizes, store.max_request_bytes):
+        yield qm.PointsList(points=[point_struct(point) for point in points[start:stop]])
 
 
 def qdrant_alone(

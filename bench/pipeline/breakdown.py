@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from bench.pipeline.celery_run import CeleryRun
@@ -76,36 +79,45 @@ def setup_steps(watch: dict[str, float]) -> dict[str, float]:
     }
 
 
-def in_process_breakdown(run: PipelineRun) -> dict[str, Any]:
-    """Producer steps, worker stages and the rest; they add up to the run's wall time."""
-    if run.worker is None:
-        raise ValueError("an in-process run records its worker")
-    stages = producer_stages(run.producer, run.worker.seconds)
-    per_stage = run.worker.stage_seconds()
+def summed(values: Iterable[dict[str, float]]) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for value in values:
+        for name, seconds in value.items():
+            totals[name] += seconds
+    return dict(totals)
+
+
+def in_process_breakdown(runs: Sequence[PipelineRun]) -> dict[str, Any]:
+    """Producer steps, worker stages and the rest, over all runs; they add up to their time."""
+    workers = [run.worker for run in runs if run.worker is not None]
+    total, worker_total = sum(run.seconds for run in runs), sum(w.seconds for w in workers)
+    producer = summed(run.producer for run in runs)
+    stages = producer_stages(producer, worker_total)
+    per_stage = summed(worker.stage_seconds() for worker in workers)
     names = [*WORKER_STAGES, *sorted(set(per_stage) - set(WORKER_STAGES))]
     stages.update({f"worker_{name}": per_stage.get(name, 0.0) for name in names})
-    stages["worker_other"] = run.worker.seconds - sum(per_stage.values())
-    stages["other"] = run.seconds - sum(stages.values())
+    stages["worker_other"] = worker_total - sum(per_stage.values())
+    stages["other"] = total - sum(stages.values())
     return {
-        "total_seconds": round(run.seconds, 3),
-        "stages": shares(stages, run.seconds),
-        "producer_steps_s": setup_steps(run.producer),
+        "total_seconds": round(total, 3),
+        "stages": shares(stages, total),
+        "producer_steps_s": setup_steps(producer),
     }
 
 
-def celery_breakdown(run: CeleryRun) -> dict[str, Any]:
+def celery_breakdown(runs: Sequence[CeleryRun]) -> dict[str, Any]:
     """Producer steps timed here; the worker's batches from the ledger (they overlap)."""
-    stages = producer_stages(run.producer, 0.0)
-    spans = [(b.started_at, b.finished_at) for b in run.batches if b.started_at and b.finished_at]
-    stages["worker_batches"] = sum((end - start).total_seconds() for start, end in spans)
-    first_claim = min((start for start, _ in spans), default=None)
+    total = sum(run.seconds for run in runs)
+    producer = summed(run.producer for run in runs)
+    stages = producer_stages(producer, 0.0)
+    stages["worker_batches"] = sum(_busy(run) for run in runs)
     return {
-        "total_seconds": round(run.seconds, 3),
-        "producer_submit_seconds": round(run.submit_seconds, 3),
-        "first_claim_after_s": _after(first_claim, run),
-        "worker_idle_s": round(run.seconds - stages["worker_batches"], 3),
-        "stages": shares(stages, run.seconds),
-        "producer_steps_s": setup_steps(run.producer),
+        "total_seconds": round(total, 3),
+        "producer_submit_seconds": round(sum(run.submit_seconds for run in runs), 3),
+        "first_claim_after_s": [_first_claim_after(run) for run in runs],
+        "worker_idle_s": round(total - stages["worker_batches"], 3),
+        "stages": shares(stages, total),
+        "producer_steps_s": setup_steps(producer),
         "worker_stages": (
             "not observable from outside the worker process: the Celery task logs only "
             "BatchOutcome.status, and the ledger keeps no per-stage times"
@@ -114,17 +126,28 @@ def celery_breakdown(run: CeleryRun) -> dict[str, Any]:
     }
 
 
-def _after(moment: Any, run: CeleryRun) -> float | None:
-    return None if moment is None else round((moment - run.started_at).total_seconds(), 3)
+def _spans(run: CeleryRun) -> list[tuple[datetime, datetime]]:
+    return [(b.started_at, b.finished_at) for b in run.batches if b.started_at and b.finished_at]
 
 
-def pipeline_entry(run: PipelineRun | CeleryRun) -> dict[str, Any]:
-    """Documents/s of a pipeline run, with what the ledger says the job did."""
-    job = run.job
+def _busy(run: CeleryRun) -> float:
+    """Seconds the worker spent on the job's batches, claim to completion, by the ledger."""
+    return sum((end - start).total_seconds() for start, end in _spans(run))
+
+
+def _first_claim_after(run: CeleryRun) -> float | None:
+    first = min((start for start, _ in _spans(run)), default=None)
+    return None if first is None else round((first - run.started_at).total_seconds(), 3)
+
+
+def pipeline_entry(runs: Sequence[PipelineRun] | Sequence[CeleryRun]) -> dict[str, Any]:
+    """Documents/s over pipeline runs (jobs), with what the ledger says the jobs did."""
+    views = [run.job for run in runs]
     return {
-        **rate(run.seconds, job.documents_done),
-        "documents_failed": job.documents_failed,
-        "batches": job.batches_total,
-        "splits": job.splits,
-        "job_status": job.status.value,
+        **rate(sum(run.seconds for run in runs), sum(v.documents_done for v in views)),
+        "jobs": len(views),
+        "documents_failed": sum(v.documents_failed for v in views),
+        "batches": sum(v.batches_total for v in views),
+        "splits": sum(v.splits for v in views),
+        "job_status": sorted({v.status.value for v in views}),
     }

@@ -2,7 +2,7 @@
 
 The worker gets the run's services, its own queue, device and budget through
 ``EMBEDQ_*`` variables. A small warm-up job first waits out its start and its
-model load, so the timed job measures a worker that is already up, as in service.
+model load, so each timed job meets a worker that is already up, as in service.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.pipeline.config import (
+    CELERY_S_PER_DOC,
     JOB_POLL_S,
     LOGGER,
     WORKER_START_TIMEOUT_S,
@@ -101,57 +102,70 @@ def stop_worker(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wait_until_ended(
-    session: BenchSession, job_id: str, timeout: float, worker: subprocess.Popen, log_path: Path
-) -> jobs.JobView:
-    """Poll the ledger until the job ends; fails if the worker dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view = jobs.get_job(session.sessions, job_id=job_id)
-        if view is not None and view.ended:
-            return view
-        if worker.poll() is not None or time.monotonic() > deadline:
-            jobs.cancel_job(session.sessions, job_id=job_id, reason="benchmark gave up")
-            why = "the worker exited" if worker.poll() is not None else f"over {timeout:.0f} s"
-            raise CeleryRunError(f"job {job_id} did not end ({why}): {_tail(log_path)}")
-        time.sleep(JOB_POLL_S)
+class CeleryPipeline:
+    """Jobs submitted here to a running worker process, each timed until the ledger ends it."""
 
+    def __init__(self, session: BenchSession, worker: subprocess.Popen, log_path: Path) -> None:
+        self.session = session
+        self.settings = session.settings(broker=True)
+        self.queue: BatchQueue = make_queue(
+            self.settings, sessions=session.sessions, store=session.store
+        )
+        self.worker = worker
+        self.log_path = log_path
 
-def _tail(log_path: Path) -> str:
-    return log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+    def warm_up(self, request: IngestRequest) -> None:
+        """A first job, untimed: the worker's start and its model load."""
+        self.wait_until_ended(self._submit(request, self.queue), WORKER_START_TIMEOUT_S)
+        logger.info("worker is up and its model loaded")
 
-
-def run_celery(
-    session: BenchSession, request: IngestRequest, warmup: IngestRequest, timeout: float
-) -> CeleryRun:
-    """A warm-up job, then the timed one: from ``submit`` until the ledger says it ended."""
-    settings = session.settings(broker=True)
-    queue = make_queue(settings, sessions=session.sessions, store=session.store)
-    log_path = session.scratch / "worker.log"
-    with worker_process(settings, log_path) as worker:
-        warm = _submit(session, warmup, queue, settings)
-        wait_until_ended(session, warm, WORKER_START_TIMEOUT_S, worker, log_path)
-        logger.info("worker is up and its model loaded; timing the job")
+    def run(self, request: IngestRequest, documents: int) -> CeleryRun:
+        """From ``submit`` until the ledger says the job ended."""
         watch = Stopwatch()
         started_at = datetime.now(timezone.utc)
-        with producer_instruments(watch, session.store):
-            started = now(session.device)
-            job_id = _submit(session, request, TimedQueue(queue, watch), settings)
-            submitted = now(session.device) - started
-        job = wait_until_ended(session, job_id, timeout, worker, log_path)
-        seconds = now(session.device) - started
-    logger.info("Celery pipeline: job %s %s in %.1f s", job_id, job.status.value, seconds)
-    batches = jobs.list_batches(session.sessions, job_id=job_id)
-    return CeleryRun(job, seconds, submitted, dict(watch.seconds), started_at, batches)
+        with producer_instruments(watch, self.session.store):
+            started = now(self.session.device)
+            job_id = self._submit(request, TimedQueue(self.queue, watch))
+            submitted = now(self.session.device) - started
+        timeout = WORKER_START_TIMEOUT_S + documents * CELERY_S_PER_DOC
+        job = self.wait_until_ended(job_id, timeout)
+        seconds = now(self.session.device) - started
+        logger.info("Celery pipeline: job %s %s in %.1f s", job_id, job.status.value, seconds)
+        batches = jobs.list_batches(self.session.sessions, job_id=job_id)
+        return CeleryRun(job, seconds, submitted, dict(watch.seconds), started_at, batches)
+
+    def wait_until_ended(self, job_id: str, timeout: float) -> jobs.JobView:
+        """Poll the ledger until the job ends; fails if the worker dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = jobs.get_job(self.session.sessions, job_id=job_id)
+            if view is not None and view.ended:
+                return view
+            if self.worker.poll() is not None or time.monotonic() > deadline:
+                self._give_up(job_id, timeout)
+            time.sleep(JOB_POLL_S)
+
+    def _give_up(self, job_id: str, timeout: float) -> None:
+        jobs.cancel_job(self.session.sessions, job_id=job_id, reason="the benchmark gave up")
+        why = "the worker exited" if self.worker.poll() is not None else f"over {timeout:.0f} s"
+        tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+        raise CeleryRunError(f"job {job_id} did not end ({why}); worker log ends: {tail}")
+
+    def _submit(self, request: IngestRequest, queue: BatchQueue) -> str:
+        return submit(
+            request,
+            sessions=self.session.sessions,
+            store=self.session.store,
+            queue=queue,
+            high_water_mark=self.settings.high_water_mark,
+        )
 
 
-def _submit(
-    session: BenchSession, request: IngestRequest, queue: BatchQueue, settings: Settings
-) -> str:
-    return submit(
-        request,
-        sessions=session.sessions,
-        store=session.store,
-        queue=queue,
-        high_water_mark=settings.high_water_mark,
-    )
+@contextlib.contextmanager
+def celery_pipeline(session: BenchSession, warmup: IngestRequest) -> Iterator[CeleryPipeline]:
+    """A worker process, warmed up, for the block; stopped afterwards."""
+    log_path = session.scratch / "worker.log"
+    with worker_process(session.settings(broker=True), log_path) as worker:
+        pipeline = CeleryPipeline(session, worker, log_path)
+        pipeline.warm_up(warmup)
+        yield pipeline

@@ -24,12 +24,16 @@ NULL_VOCAB = 250_002
 NULL_OUTPUTS = "dense,sparse"
 NULL_SEED = 20_240_601
 
+# the model part runs in rounds, each method in turn on each round's batches
+MODEL_ROUNDS = 8
+
 # the in-process ledger and the Celery run
 LEASE_SECONDS = 30
 JOB_POLL_S = 0.1
 WORKER_START_TIMEOUT_S = 300
 WORKER_STOP_TIMEOUT_S = 20
 WARMUP_DOCS = 32
+CELERY_S_PER_DOC = 1.0  # a Celery job may take this long a document (and the start) to end
 
 # targets of the issue: pipeline documents/s over the component measured alone
 MODEL_TARGET = 0.9

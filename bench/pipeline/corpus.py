@@ -6,12 +6,15 @@ import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from bench.runtime.config import DATA
 from bench.runtime.corpus import mixed_corpus, read_documents
 from embedq.api.batching import length_bucketed
 from embedq.api.reader import Document
 from embedq.api.reader import read_documents as read_input
+
+T = TypeVar("T")
 
 
 def model_texts(count: int) -> list[str]:
@@ -31,6 +34,22 @@ def write_jsonl(path: Path, texts: Sequence[str], prefix: str) -> Path:
         for number, text in enumerate(texts):
             out.write(json.dumps({"id": f"{prefix}-{number}", "text": text}) + "\n")
     return path
+
+
+def write_documents(path: Path, batches: Sequence[Sequence[Document]]) -> Path:
+    """Documents as JSON Lines, batch after batch, keeping their ids."""
+    with path.open("w", encoding="utf-8") as out:
+        for batch in batches:
+            for document in batch:
+                out.write(json.dumps({"id": document.id, "text": document.text}) + "\n")
+    return path
+
+
+def split_evenly(items: Sequence[T], parts: int) -> list[list[T]]:
+    """``items`` in ``parts`` consecutive runs whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    cuts = [index * size + min(index, extra) for index in range(parts + 1)]
+    return [list(items[start:stop]) for start, stop in itertools.pairwise(cuts)]
 
 
 def producer_batches(path: Path, batch_size: int) -> list[list[Document]]:

@@ -64,6 +64,21 @@ class Stopwatch:
 _END: Any = object()
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """Steal and total CPU time of the machine so far (``/proc/stat``; zeros where absent).
+
+    Steal is time the hypervisor gave this machine's virtual CPUs to someone else:
+    on a shared host it is what makes the same work take longer from one minute to the next.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    steal = fields[7] if len(fields) > 7 else 0
+    return steal, sum(fields[:8])
+
+
 class TimedQueue:
     """A :class:`BatchQueue` whose ``publish`` and ``depth`` calls are timed."""
 

@@ -2,7 +2,9 @@
 
 The same points (the pipeline's own ``summarise`` of the same batches, the same seeded
 vectors) are upserted through ``QdrantStore.upsert`` into a fresh collection before and
-after the pipeline runs, in the same batches and so the same requests.
+after the pipeline runs, in the same batches and so the same requests; the target is
+set against that. The same requests sent through qdrant-client's generated HTTP API
+(no client-side inspection) are timed too, for how fast the server itself takes them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline.baselines import AlonePass, null_points, qdrant_alone
+from bench.pipeline.baselines import AlonePass, null_points, qdrant_alone, qdrant_http_alone
 from bench.pipeline.breakdown import compared, in_process_breakdown, pipeline_entry, rate
 from bench.pipeline.config import LOGGER, NULL_DENSE_DIM, NULL_OUTPUTS, NULL_SEED, NULL_TARGET
 from bench.pipeline.corpus import null_texts, producer_batches, write_jsonl
@@ -25,12 +27,20 @@ from embedq.workers.qdrant_store import CollectionShape, PointData
 logger = logging.getLogger(LOGGER)
 
 NULL_SHAPE = CollectionShape(dense_dim=NULL_DENSE_DIM, sparse=True, colbert_dim=None)
+HTTP_NOTE = (
+    "informational, no target: the same requests through qdrant-client's generated HTTP API, "
+    "without QdrantClient.upsert's client-side inference inspection or embedq's point checks"
+)
 
 
-def alone_pass(session: BenchSession, label: str, points: list[list[PointData]]) -> AlonePass:
+def alone_pass(
+    session: BenchSession, label: str, points: list[list[PointData]], http: bool = False
+) -> AlonePass:
+    """One pass of the points into a fresh collection, dropped afterwards."""
     name = session.collections.new(label)
+    measure = qdrant_http_alone if http else qdrant_alone
     try:
-        return qdrant_alone(session.store, name, NULL_SHAPE, points)
+        return measure(session.store, name, NULL_SHAPE, points)
     finally:
         session.collections.drop(name)
 
@@ -55,16 +65,22 @@ def measure_null(session: BenchSession, docs: int) -> dict[str, Any]:
         reference_model = NullEmbedder(NULL_SEED)
         points = null_points(batches, reference_model, job_id=uuid.uuid4().hex, model=str(folder))
         before = alone_pass(session, "null_alone_before", points)
+        http_before = alone_pass(session, "null_http_before", points, http=True)
         embedder = NullEmbedder(NULL_SEED)
         pipeline = in_process_entry(session, str(folder), path, embedder)
+        http_after = alone_pass(session, "null_http_after", points, http=True)
         after = alone_pass(session, "null_alone_after", points)
-    qdrant = qdrant_entry(before, after)
+    qdrant, http = qdrant_entry(before, after), qdrant_entry(http_before, http_after)
     return {
         "documents": docs,
         "batches": len(batches),
         "same_batches_and_vectors": embedder.calls == reference_model.calls,
         "qdrant_upsert_alone": qdrant,
-        "pipeline_in_process": compared(pipeline, qdrant["docs_per_s"], NULL_TARGET),
+        "qdrant_http_alone": {**http, "note": HTTP_NOTE},
+        "pipeline_in_process": {
+            **compared(pipeline, qdrant["docs_per_s"], NULL_TARGET),
+            "ratio_to_qdrant_http_alone": round(pipeline["docs_per_s"] / http["docs_per_s"], 3),
+        },
     }
 
 
@@ -82,10 +98,10 @@ def in_process_entry(
     run = run_in_process(session, request, embedder)
     physical = str(run.job.options["physical_collection"])
     entry = {
-        **pipeline_entry(run),
+        **pipeline_entry([run]),
         "points_stored": session.store.count(physical),
         "same_collection_shape": session.store.shape_of(physical) == NULL_SHAPE,
-        "where_time_goes": in_process_breakdown(run),
+        "where_time_goes": in_process_breakdown([run]),
     }
     # dropped at once: its HNSW graph, restored at the job's end, would load the next pass
     session.collections.drop(name)

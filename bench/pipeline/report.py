@@ -17,6 +17,7 @@ from bench.pipeline.config import (
     LONG_TEXT,
     MAX_LENGTH,
     MODEL_OUTPUTS,
+    MODEL_ROUNDS,
     MODEL_TARGET,
     NULL_DENSE_DIM,
     NULL_OUTPUTS,
@@ -77,6 +78,7 @@ def settings(facts: RunFacts) -> dict[str, Any]:
         "batch_size": facts.batch_size,
         "model": {"max_length": MAX_LENGTH, "long_text": LONG_TEXT, "outputs": MODEL_OUTPUTS},
         "docs": facts.docs,
+        "model_rounds": f"up to {MODEL_ROUNDS}; each method runs each round in turn, rotating",
         "null_docs": facts.null_docs,
         "null_model": {
             "dense": f"{NULL_DENSE_DIM}-d float32, unit length, numpy random per text",

@@ -99,11 +99,11 @@ def store_for(url: str) -> QdrantStore:
 
 
 def drop_queue(redis_url: str, queue: str) -> None:
-    """A Celery queue's Redis list and the binding kombu keeps for it."""
+    """A Celery queue's Redis list and the binding sets kombu keeps for it (its exchange)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete(queue, f"_kombu.binding.{queue}")
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
 
 
