@@ -10,6 +10,7 @@ the ledger counts it once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,13 +78,15 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
         )
     if claim is None:
         logger.info("batch %s is not ours to run (done, cancelled or leased)", batch_id)
-        return BatchOutcome("skipped")
+        return BatchOutcome("skipped", timings=clock.seconds)
     try:
         outcome = _run_claim(context, claim, clock, publish=publish)
     except PermanentError as error:  # the same batch would fail the same way on any worker
         logger.error("batch %s failed: %s", batch_id, error)
         jobs.fail_batch(context.sessions, batch_id=batch_id, error=str(error))
-        outcome = BatchOutcome("failed", documents_failed=len(claim.documents))
+        outcome = BatchOutcome(
+            "failed", documents_failed=len(claim.documents), timings=clock.seconds
+        )
     finish_bulk_load_if_ended(context, claim)
     return outcome
 
@@ -100,7 +103,8 @@ def _run_claim(
         else:
             out_of_memory = False
         if out_of_memory:  # outside the except block, so the failed pass's memory is released
-            return split_or_fail(context, claim, publish=publish)
+            outcome = split_or_fail(context, claim, publish=publish)
+            return dataclasses.replace(outcome, timings=clock.seconds)
         with clock.stage("upsert"):
             context.store.upsert(physical_collection(claim), summary.points)
     with clock.stage("complete"):

@@ -42,7 +42,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             task.app.send_task("embedq.embed_batch", args=[child_id], queue=settings.queue)
 
         outcome = process_batch(context, str(batch_id), publish=publish)
-        logger.info("batch %s: %s", batch_id, outcome.status)
+        stages = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in outcome.timings.items())
+        logger.info("batch %s: %s (%s)", batch_id, outcome.status, stages)
 
     @worker_process_init.connect(weak=False)
     def _start(**_: object) -> None:
