@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +19,7 @@ from bench.pipeline.model_part import measure_model
 from bench.pipeline.null_part import measure_null
 from bench.pipeline.report import RunFacts, report
 from bench.pipeline.session import bench_session
-from bench.runtime.cli import configure_logging
+from bench.runtime.cli import print_json_of
 from bench.runtime.config import PROFILES
 from bench.runtime.models import resolve_device
 
@@ -85,11 +82,4 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging()
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    # libraries print load reports to stdout, which carries only the JSON
-    with contextlib.redirect_stdout(sys.stderr):
-        document = run(args)
-    print(json.dumps(document, indent=2))
-    return 0
+    return print_json_of(run, parse_args(argv))

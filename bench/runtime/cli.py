@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,17 @@ def configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    return print_json_of(run, parse_args(argv))
+
+
+def print_json_of(benchmark: Callable[[argparse.Namespace], dict], args: argparse.Namespace) -> int:
+    """Run a benchmark with its logs on stderr, so stdout carries its JSON and nothing else."""
     configure_logging()
     # quiets transformers' and sentence-transformers' progress bars (read when tqdm is first
     # imported); FlagEmbedding passes ``disable`` itself, so its bars still reach stderr
     os.environ.setdefault("TQDM_DISABLE", "1")
-    # libraries print load reports to stdout, which carries only the JSON
+    # libraries print load reports to stdout
     with contextlib.redirect_stdout(sys.stderr):
-        document = run(args)
+        document = benchmark(args)
     print(json.dumps(document, indent=2))
     return 0
