@@ -84,7 +84,8 @@ def _ingest_parser(commands: Any) -> None:
 
 def run_ingest(args: argparse.Namespace) -> int:
     client = Client(get_settings())
-    bar = ProgressBar(enabled=args.wait and not args.json)
+    show = args.wait and not args.json
+    bar = ProgressBar(enabled=show)
     job_id = client.ingest(
         args.files,
         collection=args.collection,
@@ -93,7 +94,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         long_text=args.long_text,
         batch_size=args.batch_size,
-        on_batch=lambda job: bar.update(client.status(job)),
+        on_batch=(lambda job: bar.update(client.status(job))) if show else None,
     )
     if not args.wait:
         _print_job(client.status(job_id), as_json=args.json, brief=True)
