@@ -28,14 +28,13 @@ from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobKind, JobSta
 from embedq.jobs.steps import (
     add_to_job,
     apply,
-    cancel_batch,
     claimable,
     end_batch,
     fail_batch_documents,
     finish_if_ended,
     insert_batches,
     lock_job,
-    lock_job_of_batch,
+    lock_live_batch,
     record_failures,
     running,
     start_job,
@@ -164,10 +163,10 @@ def claim_batch(
     """
     now = moment(now)
     with transaction(sessions) as s:
-        job, batch = lock_job_of_batch(s, batch_id)
-        if job.status in JOB_ENDED:
-            cancel_batch(s, batch_id, now)
+        live = lock_live_batch(s, batch_id, now)
+        if live is None:
             return None
+        job, batch = live
         if batch.attempts >= max_attempts:
             reason = f"abandoned after {batch.attempts} attempts that never finished"
             fail_batch_documents(s, batch, reason=reason, guard=claimable(now), now=now)
@@ -241,9 +240,8 @@ def release_batch(sessions: sessionmaker[Session], *, batch_id: str, worker: str
     """
     now = moment()
     with transaction(sessions) as s:
-        job, _ = lock_job_of_batch(s, batch_id)
-        if job.status in JOB_ENDED:
-            cancel_batch(s, batch_id, now)
+        live = lock_live_batch(s, batch_id, now)
+        if live is None:
             return False
         released = apply(
             s,
@@ -276,10 +274,10 @@ def complete_batch(
     """
     now = moment()
     with transaction(sessions) as s:
-        job, batch = lock_job_of_batch(s, batch_id)
-        if job.status in JOB_ENDED:
-            cancel_batch(s, batch_id, now)
+        live = lock_live_batch(s, batch_id, now)
+        if live is None:
             return False
+        job, batch = live
         if batch.status != BatchStatus.running:
             return False
         _check_counts(batch, documents_done, chunks_done, tokens_done, failures)
@@ -307,10 +305,10 @@ def fail_batch(sessions: sessionmaker[Session], *, batch_id: str, error: str) ->
     """
     now = moment()
     with transaction(sessions) as s:
-        job, batch = lock_job_of_batch(s, batch_id)
-        if job.status in JOB_ENDED:
-            cancel_batch(s, batch_id, now)
+        live = lock_live_batch(s, batch_id, now)
+        if live is None:
             return False
+        _, batch = live
         return fail_batch_documents(s, batch, reason=error, guard=running(), now=now)
 
 
@@ -326,10 +324,10 @@ def split_batch(
         raise InvalidBatchError("a split needs two halves, each with at least one document")
     now = moment()
     with transaction(sessions) as s:
-        job, batch = lock_job_of_batch(s, batch_id)
-        if job.status in JOB_ENDED:
-            cancel_batch(s, batch_id, now)
+        live = lock_live_batch(s, batch_id, now)
+        if live is None:
             return []
+        job, batch = live
         if batch.status != BatchStatus.running:
             return []
         if sum(map(len, halves)) != batch.documents:

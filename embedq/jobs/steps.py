@@ -128,6 +128,15 @@ def end_batch(
     return bool(ended)
 
 
+def lock_live_batch(s: Session, batch_id: str, now: datetime) -> tuple[Job, Batch] | None:
+    """Lock the batch's job; None, with the batch cancelled, if that job has already ended."""
+    job, batch = lock_job_of_batch(s, batch_id)
+    if job.status in JOB_ENDED:
+        cancel_batch(s, batch_id, now)
+        return None
+    return job, batch
+
+
 def cancel_batch(s: Session, batch_id: str, now: datetime) -> None:
     open_ = Batch.status.in_([BatchStatus.queued, BatchStatus.running])
     end_batch(s, batch_id, BatchStatus.cancelled, now=now, guard=open_)
