@@ -107,15 +107,7 @@ def _all_documents(files: Iterable[Path]) -> Iterator[Document | Rejected]:
     """Every file's outcomes; ids must be unique across the whole job, not just one file."""
     seen: set[str] = set()
     for path in files:
-        for outcome in read_documents(path):
-            if isinstance(outcome, Document):
-                if outcome.id in seen:
-                    outcome = Rejected(
-                        0, f"duplicate id {outcome.id!r} (in {path.name})", outcome.id
-                    )
-                else:
-                    seen.add(outcome.id)
-            yield outcome
+        yield from read_documents(path, seen=seen)
 
 
 def _accepted(
@@ -128,7 +120,7 @@ def _accepted(
             yield outcome
             continue
         rejected.append(
-            jobs.Failure(doc_id=outcome.doc_id, line=outcome.line or None, reason=outcome.reason)
+            jobs.Failure(doc_id=outcome.doc_id, line=outcome.line, reason=outcome.reason)
         )
         if len(rejected) >= FAILURE_FLUSH:
             jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)

@@ -48,9 +48,12 @@ class Rejected:
     doc_id: str | None = None
 
 
-def read_documents(path: Path) -> Iterator[Document | Rejected]:
-    """Documents and rejections of one file, in file order; duplicate ids are rejected."""
-    seen: set[str] = set()
+def read_documents(path: Path, *, seen: set[str] | None = None) -> Iterator[Document | Rejected]:
+    """Documents and rejections of one file, in file order; duplicate ids are rejected.
+
+    Pass the same ``seen`` set for every file of a job, so ids are unique across all of them.
+    """
+    seen = set() if seen is None else seen
     with _open(path) as lines:
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
@@ -58,7 +61,8 @@ def read_documents(path: Path) -> Iterator[Document | Rejected]:
             outcome = parse_line(raw, number)
             if isinstance(outcome, Document):
                 if outcome.id in seen:
-                    outcome = Rejected(number, f"duplicate id {outcome.id!r}", outcome.id)
+                    reason = f"line {number} of {path.name}: duplicate id {outcome.id!r}"
+                    outcome = Rejected(number, reason, outcome.id)
                 else:
                     seen.add(outcome.id)
             yield outcome

@@ -70,3 +70,14 @@ def test_length_bucketing_keeps_every_document_and_groups_similar_lengths():
     for batch in batches:
         lengths = [len(d.text) for d in batch]
         assert max(lengths) - min(lengths) < 300  # one fifth of a window's spread, not all of it
+
+
+def test_ids_are_unique_across_files_when_they_share_a_seen_set(tmp_path):
+    first = write_lines(tmp_path / "a.jsonl", [row(id="x", text="one")])
+    second = write_lines(tmp_path / "b.jsonl", [row(id="y", text="two"), row(id="x", text="3")])
+    seen: set[str] = set()
+    outcomes = [*read_documents(first, seen=seen), *read_documents(second, seen=seen)]
+    assert [o.id for o in outcomes if isinstance(o, Document)] == ["x", "y"]
+    [duplicate] = [o for o in outcomes if isinstance(o, Rejected)]
+    assert (duplicate.line, duplicate.doc_id) == (2, "x")
+    assert duplicate.reason == "line 2 of b.jsonl: duplicate id 'x'"
