@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=3600, ge=60)
     queue: str = "embedq.ingest"
 
+    # where the command line sends job commands instead of the ledger, and with which key
+    api_url: str | None = None
+    api_key: str | None = None
+    # the HTTP API: without keys it refuses to start, unless in dev mode (no keys, one machine)
+    api_dev_mode: bool = False
+    api_max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
+
     @field_validator("home")
     @classmethod
     def _expand(cls, home: Path) -> Path:

@@ -15,11 +15,12 @@ its baseline use this process's cores the same way. Two parts:
 - null model: BGE-M3-sized outputs (1024-d dense + ~60 sparse weights, numpy random)
   injected through ``WorkerContext(loader=...)``, against ``QdrantStore.upsert`` alone
   of the same points in the same batches, before and after the pipeline (target: >= 0.8x);
-  the same requests through qdrant-client's generated HTTP API, without the client-side
-  inspection ``QdrantClient.upsert`` does, are timed too, for the server's own rate.
+  the same points through qdrant-client's generated HTTP API (pydantic models, float64
+  JSON text) are timed too: what a plain qdrant-client upsert costs, for comparison.
 
 Each pipeline run also says where its time went: the producer's steps and the
-worker's stages (``BatchOutcome.timings``: claim, embed, upsert, complete).
+worker's stages (``BatchOutcome.timings``: claim and embed on the producer's thread,
+upsert and complete on the background writer's).
 Each run gets a fresh Postgres schema, its own Qdrant collections and Redis queue,
 all removed at the end. One JSON object goes to stdout and to
 ``bench/results/pipeline-<device>.json``; logs go to stderr.

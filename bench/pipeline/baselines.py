@@ -60,12 +60,11 @@ def null_points(
 def qdrant_http_alone(
     store: QdrantStore, name: str, shape: CollectionShape, batches: Sequence[Sequence[PointData]]
 ) -> AlonePass:
-    """The same requests through qdrant-client's generated HTTP API, timed alone.
+    """The same points through qdrant-client's generated HTTP API, timed alone.
 
-    This skips what ``QdrantClient.upsert`` does on the client before sending (its
-    local-inference inspector walks every float of every vector) and embedq's checks
-    and conversions (built before the clock starts), leaving JSON encoding, the request
-    and the server's write: as near to the server's own rate as this client gets.
+    qdrant-client's own way of sending them: pydantic models (built before the clock
+    starts) encoded as JSON with every float32 widened to float64 text. For comparison
+    with ``QdrantStore.upsert``, which writes its own body of shortest float32 text.
     """
     physical = store.ensure_collection(name, shape)
     store.begin_bulk_load(physical)

@@ -11,7 +11,8 @@ from bench.pipeline.celery_run import CeleryRun
 from bench.pipeline.inprocess import PipelineRun
 from bench.runtime.report import _target as target
 
-WORKER_STAGES = ("claim", "embed", "upsert", "complete")
+PREPARE_STAGES = ("claim", "embed")  # on the producer's thread, in process_batch
+WRITE_STAGES = ("upsert", "complete")  # on the writer's thread
 SETUP_STEPS = ("describe_model", "collection", "create_job")
 
 STAGE_LEGEND = {
@@ -22,11 +23,15 @@ STAGE_LEGEND = {
     "producer_publish": "queue.publish, less the batch run inside it in-process",
     "producer_queue_depth": "queue.depth (the backpressure check)",
     "producer_seal": "jobs.seal_job, and finish_bulk_load (the HNSW m restored) when it ended",
+    "producer_drain": "queue.drain: waiting for the writer to finish the last batches' writes",
     "worker_claim": "BatchOutcome.timings['claim'], summed over batches",
     "worker_embed": "BatchOutcome.timings['embed'] (the model and building points)",
-    "worker_upsert": "BatchOutcome.timings['upsert'] (QdrantStore.upsert, wait=True)",
-    "worker_complete": "BatchOutcome.timings['complete'] (jobs.complete_batch)",
-    "worker_other": "process_batch outside its stages: lease thread, the job-ended check",
+    "worker_other": "process_batch on the producer's thread outside claim and embed: the lease "
+    "thread, and waiting for the writer to take the batch (it finishes the one before first)",
+    "writer_upsert": "on the writer's thread: BatchOutcome.timings['upsert'] "
+    "(QdrantStore.upsert, wait=True)",
+    "writer_complete": "on the writer's thread: BatchOutcome.timings['complete'] "
+    "(jobs.complete_batch)",
     "worker_batches": "Celery: each batch's claim to completion, from the ledger's timestamps",
     "other": "the rest: the producer's own loop, backpressure sleeps (none at these sizes)",
 }
@@ -68,6 +73,7 @@ def producer_stages(watch: dict[str, float], inside_publish: float) -> dict[str,
         "producer_publish": watch.get("publish", 0.0) - inside_publish,
         "producer_queue_depth": watch.get("queue_depth", 0.0),
         "producer_seal": watch.get("seal_job", 0.0) + watch.get("finish_bulk_load", 0.0),
+        "producer_drain": watch.get("drain", 0.0),
     }
 
 
@@ -88,19 +94,22 @@ def summed(values: Iterable[dict[str, float]]) -> dict[str, float]:
 
 
 def in_process_breakdown(runs: Sequence[PipelineRun]) -> dict[str, Any]:
-    """Producer steps, worker stages and the rest, over all runs; they add up to their time."""
+    """The producer's thread, step by step, adding up to the total; the writer's beside it."""
     workers = [run.worker for run in runs if run.worker is not None]
     total, worker_total = sum(run.seconds for run in runs), sum(w.seconds for w in workers)
     producer = summed(run.producer for run in runs)
     stages = producer_stages(producer, worker_total)
     per_stage = summed(worker.stage_seconds() for worker in workers)
-    names = [*WORKER_STAGES, *sorted(set(per_stage) - set(WORKER_STAGES))]
-    stages.update({f"worker_{name}": per_stage.get(name, 0.0) for name in names})
-    stages["worker_other"] = worker_total - sum(per_stage.values())
+    stages.update({f"worker_{name}": per_stage.get(name, 0.0) for name in PREPARE_STAGES})
+    stages["worker_other"] = worker_total - sum(per_stage.get(n, 0.0) for n in PREPARE_STAGES)
     stages["other"] = total - sum(stages.values())
+    writer = {f"writer_{name}": per_stage.get(name, 0.0) for name in WRITE_STAGES}
     return {
         "total_seconds": round(total, 3),
         "stages": shares(stages, total),
+        "writer_thread": shares(writer, total),
+        "overlap": "the writer's thread runs beside the producer's: its shares are of the "
+        "same total, and the stages above add up to it without them",
         "producer_steps_s": setup_steps(producer),
     }
 

@@ -2,8 +2,9 @@
 
 This is what a Celery worker runs for each task, without the broker: the producer
 reads the JSON Lines file, records each batch in the Postgres ledger and publishes
-it; publishing runs the batch at once (claim, embed, upsert to the Qdrant server,
-complete). The model is injected through ``WorkerContext(loader=...)``.
+it; publishing runs the batch at once (claim, embed), and hands its write (upsert
+to the Qdrant server, complete) to the background writer, as ``make_queue`` does.
+The model is injected through ``WorkerContext(loader=...)``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,22 @@ from embedq.settings import Settings
 from embedq.workers.context import BatchEmbedder, EmbedderLoader, WorkerContext
 from embedq.workers.pipeline import BatchOutcome, Publish, process_batch
 from embedq.workers.queues import InProcessQueue
+from embedq.workers.writer import BatchWriter
 
 logger = logging.getLogger(LOGGER)
 
 
 @dataclass
 class WorkerLog:
-    """Every batch the in-process worker ran: its outcome and its wall time."""
+    """Every batch the in-process worker ran: its final outcome, and the time spent in
+    ``process_batch`` on the producer's thread (the writer's thread is timed by stage)."""
 
     outcomes: list[BatchOutcome] = field(default_factory=list)
     seconds: float = 0.0
+
+    def record(self, outcome: BatchOutcome) -> None:
+        if outcome.status != "writing":  # a written batch is recorded by the writer
+            self.outcomes.append(outcome)
 
     def stage_seconds(self) -> dict[str, float]:
         """``BatchOutcome.timings`` summed over every batch, stage by stage."""
@@ -67,11 +74,11 @@ def in_process_queue(context: WorkerContext, log: WorkerLog) -> InProcessQueue:
 
     def run(batch_id: str, publish: Publish) -> None:
         started = time.perf_counter()
-        outcome = process_batch(context, batch_id, publish=publish)
+        log.record(process_batch(context, batch_id, publish=publish))
         log.seconds += time.perf_counter() - started
-        log.outcomes.append(outcome)
 
-    return InProcessQueue(run)
+    context.on_written = log.record
+    return InProcessQueue(run, context.writer)
 
 
 def run_in_process(
@@ -84,18 +91,22 @@ def run_in_process(
         sessions=session.sessions,
         store=session.store,
         loader=preloaded(embedder),
+        writer=BatchWriter(),  # the bench writes to a Qdrant server, as make_queue would
     )
     log, watch = WorkerLog(), Stopwatch()
     queue = TimedQueue(in_process_queue(context, log), watch)
     with producer_instruments(watch, session.store):
         started = now(session.device)
-        job_id = submit(
-            request,
-            sessions=session.sessions,
-            store=session.store,
-            queue=queue,
-            high_water_mark=settings.high_water_mark,
-        )
+        try:
+            job_id = submit(
+                request,
+                sessions=session.sessions,
+                store=session.store,
+                queue=queue,
+                high_water_mark=settings.high_water_mark,
+            )
+        finally:
+            context.writer.close()
         seconds = now(session.device) - started
     job = ended_job(session, job_id)
     logger.info("in-process pipeline: job %s %s in %.1f s", job_id, job.status.value, seconds)

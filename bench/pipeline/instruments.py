@@ -94,6 +94,10 @@ class TimedQueue:
         with self._watch.timing("queue_depth"):
             return self._queue.depth()
 
+    def drain(self) -> None:
+        with self._watch.timing("drain"):
+            self._queue.drain()
+
 
 @contextlib.contextmanager
 def producer_instruments(watch: Stopwatch, store: QdrantStore) -> Iterator[None]:

@@ -3,8 +3,8 @@
 The same points (the pipeline's own ``summarise`` of the same batches, the same seeded
 vectors) are upserted through ``QdrantStore.upsert`` into a fresh collection before and
 after the pipeline runs, in the same batches and so the same requests; the target is
-set against that. The same requests sent through qdrant-client's generated HTTP API
-(no client-side inspection) are timed too, for how fast the server itself takes them.
+set against that. The same points sent through qdrant-client's generated HTTP API
+(its pydantic models and JSON) are timed too, for comparison.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ logger = logging.getLogger(LOGGER)
 
 NULL_SHAPE = CollectionShape(dense_dim=NULL_DENSE_DIM, sparse=True, colbert_dim=None)
 HTTP_NOTE = (
-    "informational, no target: the same requests through qdrant-client's generated HTTP API, "
-    "without QdrantClient.upsert's client-side inference inspection or embedq's point checks"
+    "informational, no target: the same points through qdrant-client's generated HTTP API "
+    "(pydantic models built before the clock; JSON with float32 widened to float64 text), "
+    "where QdrantStore.upsert sends its own body of shortest float32 text"
 )
 
 

@@ -100,6 +100,16 @@ class Client:
     def cancel(self, job_id: str) -> bool:
         return ledger.cancel_job(self.sessions, job_id=job_id)
 
+    def create_api_key(self, *, tenant: str, name: str | None = None) -> ledger.NewApiKey:
+        """A new key for ``tenant``; its secret is in the result and nowhere else."""
+        return ledger.create_api_key(self.sessions, tenant=tenant, name=name)
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        return ledger.revoke_api_key(self.sessions, key_id=key_id)
+
+    def api_keys(self, *, tenant: str | None = None) -> list[ledger.ApiKeyView]:
+        return ledger.list_api_keys(self.sessions, tenant=tenant)
+
     def wait(
         self,
         job_id: str,

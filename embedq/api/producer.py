@@ -43,6 +43,14 @@ class IngestRequest:
     batch_size: int = 256
 
 
+@dataclass(frozen=True)
+class OpenedJob:
+    """A job ready for batches: its id, and the versioned collection its workers write to."""
+
+    job_id: str
+    physical: str
+
+
 def submit(
     request: IngestRequest,
     *,
@@ -54,7 +62,32 @@ def submit(
 ) -> str:
     """Create, fill and seal an ingestion job; returns its id."""
     for path in request.files:
-        _check_readable(path)
+        check_readable(path)
+    job = open_job(request, sessions=sessions, store=store)
+    add_documents(
+        job.job_id,
+        read_all(request.files),
+        sessions=sessions,
+        queue=queue,
+        batch_size=request.batch_size,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+    )
+    seal(job, sessions=sessions, store=store, queue=queue)
+    return job.job_id
+
+
+def open_job(
+    request: IngestRequest,
+    *,
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    tenant: str | None = None,
+) -> OpenedJob:
+    """Check the model, create or check the collection, and record a pending job.
+
+    An unknown model or an incompatible collection raises before the job exists.
+    """
     description = describe_model(request.model)
     outputs = description.choose(request.outputs)
     shape = CollectionShape(
@@ -70,20 +103,52 @@ def submit(
         collection=request.collection,
         model=request.model,
         options=_job_options(request, outputs, physical),
+        tenant=tenant,
     )
     logger.info("job %s: ingesting into %s (%s)", job_id, request.collection, physical)
-    documents = _accepted(_all_documents(request.files), sessions=sessions, job_id=job_id)
-    for batch in length_bucketed(documents, batch_size=request.batch_size):
+    return OpenedJob(job_id, physical)
+
+
+def add_documents(
+    job_id: str,
+    outcomes: Iterable[Document | Rejected],
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    batch_size: int,
+    high_water_mark: int | None,
+    on_batch: Callable[[str], None] | None = None,
+) -> int:
+    """Record and publish the documents in length-bucketed batches; returns the batches.
+
+    Rejected outcomes become the job's failures. Waits while the queue is above
+    ``high_water_mark``, so the broker never holds a whole corpus (None: never
+    waits, for a caller that checked the queue before taking the documents).
+    """
+    documents = _accepted(outcomes, sessions=sessions, job_id=job_id)
+    batches = 0
+    for batch in length_bucketed(documents, batch_size=batch_size):
         ref = jobs.add_batch(
             sessions, job_id=job_id, documents=[document.as_payload() for document in batch]
         )
-        _wait_below(queue, high_water_mark)
+        if high_water_mark is not None:
+            _wait_below(queue, high_water_mark)
         queue.publish(ref.id)
+        batches += 1
         if on_batch is not None:
             on_batch(job_id)
-    if jobs.seal_job(sessions, job_id=job_id) in jobs.JOB_ENDED:
-        store.finish_bulk_load(physical)  # every batch already ran (in-process, or an empty job)
-    return job_id
+    return batches
+
+
+def seal(
+    job: OpenedJob, *, sessions: sessionmaker[Session], store: QdrantStore, queue: BatchQueue
+) -> jobs.JobStatus:
+    """No more batches: the job ends once they have (at once if they already have)."""
+    queue.drain()
+    status = jobs.seal_job(sessions, job_id=job.job_id)
+    if status in jobs.JOB_ENDED:
+        store.finish_bulk_load(job.physical)  # every batch already ran (in-process, or none)
+    return status
 
 
 def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
@@ -91,11 +156,12 @@ def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str)
         "outputs": ",".join(sorted(outputs)),
         "max_length": request.max_length,
         "long_text": request.long_text,
+        "batch_size": request.batch_size,
         "physical_collection": physical,
     }
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     try:
         with path.open("rb"):
             pass
@@ -103,7 +169,7 @@ def _check_readable(path: Path) -> None:
         raise UnreadableInputError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def _all_documents(files: Iterable[Path]) -> Iterator[Document | Rejected]:
+def read_all(files: Iterable[Path]) -> Iterator[Document | Rejected]:
     """Every file's outcomes; ids must be unique across the whole job, not just one file."""
     seen: set[str] = set()
     for path in files:

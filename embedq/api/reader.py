@@ -41,9 +41,9 @@ class Document:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A line that did not become a document, and why."""
+    """A line that did not become a document, and why (its line number where it has one)."""
 
-    line: int
+    line: int | None
     reason: str
     doc_id: str | None = None
 
@@ -83,17 +83,24 @@ def parse_line(raw: bytes, number: int) -> Document | Rejected:
 
 
 def _document(row: dict[str, Any], number: int) -> Document | Rejected:
+    return document_from(row, number, where=f"line {number}")
+
+
+def document_from(row: dict[str, Any], number: int, *, where: str) -> Document | Rejected:
+    """The document in one parsed row, or why it is not one (``where`` names the row)."""
     raw_id = row.get("id", row.get("_id"))
     if raw_id is None or isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-        return Rejected(number, f"line {number} has no usable id (a string or an integer)")
+        return Rejected(number, f"{where} has no usable id (a string or an integer)")
     doc_id = str(raw_id)
+    if "\x00" in doc_id:  # no database text column takes one
+        return Rejected(number, f"{where}: the id holds a NUL character")
     text, title = row.get("text"), row.get("title")
     problem = _text_problem(text, title)
     if problem is not None:
-        return Rejected(number, f"line {number}: {problem}", doc_id)
+        return Rejected(number, f"{where}: {problem}", doc_id)
     metadata = row.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        return Rejected(number, f"line {number}: metadata must be an object", doc_id)
+        return Rejected(number, f"{where}: metadata must be an object", doc_id)
     full = f"{title} {text}" if title else str(text)
     return Document(doc_id, full, metadata)
 

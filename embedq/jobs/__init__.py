@@ -11,12 +11,14 @@ from embedq.jobs.db import (
 )
 from embedq.jobs.errors import (
     BatchNotFoundError,
+    InvalidApiKeyError,
     InvalidBatchError,
     JobClosedError,
     JobNotFoundError,
     LedgerUnavailableError,
     SchemaOutOfDateError,
 )
+from embedq.jobs.keys import authenticate, create_api_key, list_api_keys, revoke_api_key
 from embedq.jobs.ledger import (
     add_batch,
     cancel_job,
@@ -32,6 +34,7 @@ from embedq.jobs.ledger import (
     split_batch,
 )
 from embedq.jobs.queries import (
+    count_jobs_by_status,
     expired_batches,
     get_job,
     list_batches,
@@ -39,7 +42,17 @@ from embedq.jobs.queries import (
     list_jobs,
     queued_batches,
 )
-from embedq.jobs.records import BatchRef, BatchView, Claim, Failure, FailureView, JobView
+from embedq.jobs.records import (
+    ApiKeyView,
+    BatchRef,
+    BatchView,
+    Claim,
+    Completion,
+    Failure,
+    FailureView,
+    JobView,
+    NewApiKey,
+)
 from embedq.jobs.status import (
     BATCH_ENDED,
     BATCH_OPEN,
@@ -55,13 +68,16 @@ __all__ = [
     "BATCH_OPEN",
     "JOB_ENDED",
     "JOB_OPEN",
+    "ApiKeyView",
     "BatchNotFoundError",
     "BatchRef",
     "BatchStatus",
     "BatchView",
     "Claim",
+    "Completion",
     "Failure",
     "FailureView",
+    "InvalidApiKeyError",
     "InvalidBatchError",
     "JobClosedError",
     "JobKind",
@@ -69,12 +85,16 @@ __all__ = [
     "JobStatus",
     "JobView",
     "LedgerUnavailableError",
+    "NewApiKey",
     "SchemaOutOfDateError",
     "add_batch",
+    "authenticate",
     "cancel_job",
     "check_schema",
     "claim_batch",
     "complete_batch",
+    "count_jobs_by_status",
+    "create_api_key",
     "create_job",
     "current_revision",
     "expired_batches",
@@ -82,6 +102,7 @@ __all__ = [
     "fail_job",
     "get_job",
     "head_revision",
+    "list_api_keys",
     "list_batches",
     "list_failures",
     "list_jobs",
@@ -93,6 +114,7 @@ __all__ = [
     "record_intake_failures",
     "release_batch",
     "renew_lease",
+    "revoke_api_key",
     "seal_job",
     "split_batch",
 ]

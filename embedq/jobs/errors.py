@@ -27,3 +27,7 @@ class JobClosedError(PermanentError):
 
 class InvalidBatchError(PermanentError, ValueError):
     """A batch, its halves, or the counts reported for it do not add up."""
+
+
+class InvalidApiKeyError(PermanentError, ValueError):
+    """An API key's tenant or name is not one the ledger accepts."""

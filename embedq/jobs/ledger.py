@@ -21,8 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq.jobs.clock import moment
 from embedq.jobs.constants import LEASE_SECONDS, MAX_ATTEMPTS
 from embedq.jobs.db import transaction
-from embedq.jobs.errors import BatchNotFoundError, InvalidBatchError, JobClosedError
-from embedq.jobs.records import BatchRef, Claim, Documents, Failure
+from embedq.jobs.errors import (
+    BatchNotFoundError,
+    InvalidBatchError,
+    JobClosedError,
+    JobNotFoundError,
+)
+from embedq.jobs.records import BatchRef, Claim, Completion, Documents, Failure
 from embedq.jobs.schema import Batch, BatchPayload, Job
 from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobKind, JobStatus
 from embedq.jobs.steps import (
@@ -53,8 +58,14 @@ def create_job(
     collection: str,
     model: str,
     options: dict[str, Any] | None = None,
+    tenant: str | None = None,
 ) -> str:
-    """Record a new, pending job and return its id."""
+    """Record a new, pending job and return its id.
+
+    ``tenant`` is the tenant of the API key the job was submitted with; only that
+    tenant sees the job through a tenant-scoped query. None for jobs of the ledger's own
+    users (the command line), which only unscoped queries see.
+    """
     job_kind = JobKind(kind)
     now = moment()
     job_id = uuid4().hex
@@ -62,6 +73,7 @@ def create_job(
         s.add(
             Job(
                 id=job_id,
+                tenant=tenant,
                 kind=job_kind.value,
                 status=JobStatus.pending,
                 collection=collection,
@@ -129,13 +141,22 @@ def seal_job(sessions: sessionmaker[Session], *, job_id: str) -> JobStatus:
         return finish_if_ended(s, job_id, now) or job.status
 
 
-def cancel_job(sessions: sessionmaker[Session], *, job_id: str, reason: str | None = None) -> bool:
+def cancel_job(
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    reason: str | None = None,
+    tenant: str | None = None,
+) -> bool:
     """Cancel a job that has not ended, and its queued batches; False if it had ended.
 
     Running batches are left to their workers, whose next claim, renewal or completion
-    finds the job cancelled and counts nothing.
+    finds the job cancelled and counts nothing. With ``tenant``, another tenant's job is
+    not found, exactly like a job that does not exist (``JobNotFoundError``).
     """
-    return _close_job(sessions, job_id=job_id, status=JobStatus.cancelled, error=reason)
+    return _close_job(
+        sessions, job_id=job_id, status=JobStatus.cancelled, error=reason, tenant=tenant
+    )
 
 
 def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> bool:
@@ -264,25 +285,25 @@ def complete_batch(
     chunks_done: int = 0,
     tokens_done: int = 0,
     failures: Sequence[Failure] = (),
-) -> bool:
+) -> Completion:
     """Mark a running batch succeeded and add its numbers to the job, which may then end.
 
     Any worker may complete it, also one whose lease was taken over (its writes are
-    idempotent). False, and nothing counted, when the batch was not running: the task ran
-    twice, or the job was cancelled. ``documents_done`` plus the failures must equal the
-    batch's documents.
+    idempotent). Not counted, and nothing changed, when the batch was not running: the
+    task ran twice, or the job was cancelled. ``documents_done`` plus the failures must
+    equal the batch's documents. ``job_ended`` is the job's status if it ended with this.
     """
     now = moment()
     with transaction(sessions) as s:
         live = lock_live_batch(s, batch_id, now)
         if live is None:
-            return False
+            return Completion(counted=False)
         job, batch = live
         if batch.status != BatchStatus.running:
-            return False
+            return Completion(counted=False)
         _check_counts(batch, documents_done, chunks_done, tokens_done, failures)
         if not end_batch(s, batch_id, BatchStatus.succeeded, now=now):
-            return False
+            return Completion(counted=False)
         record_failures(s, job_id=job.id, batch_id=batch_id, failures=failures, now=now)
         add_to_job(
             s,
@@ -294,8 +315,7 @@ def complete_batch(
             documents_failed=len(failures),
             batches_done=1,
         )
-        finish_if_ended(s, job.id, now)
-        return True
+        return Completion(counted=True, job_ended=finish_if_ended(s, job.id, now))
 
 
 def fail_batch(sessions: sessionmaker[Session], *, batch_id: str, error: str) -> bool:
@@ -376,11 +396,19 @@ def _check_counts(
 
 
 def _close_job(
-    sessions: sessionmaker[Session], *, job_id: str, status: JobStatus, error: str | None
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    status: JobStatus,
+    error: str | None,
+    tenant: str | None = None,
 ) -> bool:
     now = moment()
     with transaction(sessions) as s:
-        lock_job(s, job_id)
+        job = lock_job(s, job_id)
+        if tenant is not None and job.tenant != tenant:
+            # the same error as for a missing job: another tenant's ids are not revealed
+            raise JobNotFoundError(f"no job {job_id}")
         closed = apply(
             s,
             update(Job)

@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs.clock import moment
@@ -20,42 +20,75 @@ from embedq.jobs.constants import (
 from embedq.jobs.db import transaction
 from embedq.jobs.records import BatchView, FailureView, JobView
 from embedq.jobs.schema import Batch, DocumentFailure, Job
-from embedq.jobs.status import BATCH_OPEN, BatchStatus, JobStatus
+from embedq.jobs.status import BATCH_OPEN, BatchStatus, JobKind, JobStatus
 
 View = TypeVar("View", JobView, BatchView, FailureView)
 
 
-def get_job(sessions: sessionmaker[Session], *, job_id: str) -> JobView | None:
-    """The job with this id, or None."""
+# The job queries producers use take an optional ``tenant``: given one, they see only that
+# tenant's jobs, and another tenant's job looks exactly like one that does not exist.
+
+
+def get_job(
+    sessions: sessionmaker[Session], *, job_id: str, tenant: str | None = None
+) -> JobView | None:
+    """The job with this id (of ``tenant``), or None."""
     with transaction(sessions, read_only=True) as s:
         job = s.get(Job, job_id)
-        return None if job is None else job_view(job, open_batch_count(s, job_id))
+        if job is None or (tenant is not None and job.tenant != tenant):
+            return None
+        return job_view(job, open_batch_count(s, job_id))
 
 
 def list_jobs(
     sessions: sessionmaker[Session],
     *,
+    tenant: str | None = None,
     status: JobStatus | None = None,
+    kind: JobKind | str | None = None,
+    collection: str | None = None,
     limit: int = JOBS_PAGE,
     offset: int = 0,
 ) -> list[JobView]:
-    """Jobs, newest first, optionally only those in one status."""
+    """Jobs, newest first, optionally only those of one tenant, status, kind or collection."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
     if status is not None:
         query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == JobKind(kind).value)
+    if collection is not None:
+        query = query.where(Job.collection == collection)
     with transaction(sessions, read_only=True) as s:
         jobs = list(s.scalars(query))
         open_counts = _open_batch_counts(s, [job.id for job in jobs])
         return [job_view(job, open_counts.get(job.id, 0)) for job in jobs]
 
 
+def count_jobs_by_status(
+    sessions: sessionmaker[Session], *, tenant: str | None = None
+) -> dict[JobStatus, int]:
+    """How many jobs are in each status (statuses with none are left out)."""
+    query = select(Job.status, func.count()).group_by(Job.status)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+    with transaction(sessions, read_only=True) as s:
+        return {JobStatus(status): int(count) for status, count in s.execute(query)}
+
+
 def list_failures(
-    sessions: sessionmaker[Session], *, job_id: str, limit: int = FAILURES_PAGE, offset: int = 0
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    tenant: str | None = None,
+    limit: int = FAILURES_PAGE,
+    offset: int = 0,
 ) -> list[FailureView]:
     """A job's document failures in the order they were recorded."""
     query = (
         select(DocumentFailure)
-        .where(DocumentFailure.job_id == job_id)
+        .where(DocumentFailure.job_id == job_id, _job_of(tenant, job_id))
         .order_by(DocumentFailure.id)
         .limit(limit)
         .offset(offset)
@@ -64,9 +97,15 @@ def list_failures(
         return [_failure_view(failure) for failure in s.scalars(query)]
 
 
-def list_batches(sessions: sessionmaker[Session], *, job_id: str) -> list[BatchView]:
+def list_batches(
+    sessions: sessionmaker[Session], *, job_id: str, tenant: str | None = None
+) -> list[BatchView]:
     """Every batch of a job, split ones and their children included, in creation order."""
-    query = select(Batch).where(Batch.job_id == job_id).order_by(Batch.sequence)
+    query = (
+        select(Batch)
+        .where(Batch.job_id == job_id, _job_of(tenant, job_id))
+        .order_by(Batch.sequence)
+    )
     with transaction(sessions, read_only=True) as s:
         return [batch_view(batch) for batch in s.scalars(query)]
 
@@ -104,6 +143,13 @@ def queued_batches(
     query = query.order_by(Batch.created_at, Batch.sequence).limit(limit)
     with transaction(sessions, read_only=True) as s:
         return list(s.scalars(query))
+
+
+def _job_of(tenant: str | None, job_id: str) -> ColumnElement[bool]:
+    """True when the job belongs to ``tenant``; always true without one."""
+    if tenant is None:
+        return true()
+    return select(Job.id).where(Job.id == job_id, Job.tenant == tenant).exists()
 
 
 def open_batch_count(s: Session, job_id: str) -> int:

@@ -29,6 +29,14 @@ class BatchRef:
 
 
 @dataclass(frozen=True)
+class Completion:
+    """What completing a batch did: whether it counted, and how the job ended if it did."""
+
+    counted: bool
+    job_ended: JobStatus | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
     """A batch a worker now holds, with everything it needs to run it."""
 
@@ -69,6 +77,8 @@ class JobView:
     updated_at: datetime
     finished_at: datetime | None
     open_batches: int
+    # whose job it is: the tenant of the API key that made it; None when made on the ledger
+    tenant: str | None = None
     # share of the documents that have ended, done or failed (0.0 to 1.0)
     progress: float = field(init=False)
 
@@ -115,3 +125,31 @@ class FailureView:
     line: int | None
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyView:
+    """An API key as listed: never its secret, nor the secret's hash."""
+
+    id: str
+    tenant: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A key just created, with its secret: shown this once, as only its hash is stored."""
+
+    id: str
+    tenant: str
+    name: str | None
+    created_at: datetime
+    # kept out of repr so that logging the key does not log its secret
+    secret: str = field(repr=False)

@@ -38,6 +38,9 @@ NAMING = {
 ID_LENGTH = 32  # uuid4 hex
 NAME_LENGTH = 255
 STATUS_LENGTH = 16
+TENANT_LENGTH = 64
+KEY_NAME_LENGTH = 200
+SECRET_HASH_LENGTH = 64  # sha256 hex
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -84,9 +87,16 @@ class Job(Base):
     """One ingestion, re-index or rerank request and its running totals."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index(None, "status", "created_at"), Index(None, "created_at"))
+    __table_args__ = (
+        Index(None, "status", "created_at"),
+        Index(None, "created_at"),
+        # a tenant lists its own jobs, newest first
+        Index(None, "tenant", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    # the API key's tenant that created it; null for jobs made on the ledger directly (CLI)
+    tenant: Mapped[str | None] = mapped_column(String(TENANT_LENGTH))
     kind: Mapped[str] = mapped_column(String(STATUS_LENGTH))
     status: Mapped[JobStatus] = mapped_column(_status(JobStatus))
     collection: Mapped[str] = mapped_column(String(NAME_LENGTH))
@@ -163,3 +173,17 @@ class DocumentFailure(Base):
     line: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """A secret that lets its holder act for one tenant; only the secret's hash is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT_LENGTH))
+    name: Mapped[str | None] = mapped_column(String(KEY_NAME_LENGTH))
+    secret_hash: Mapped[str] = mapped_column(String(SECRET_HASH_LENGTH), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -12,7 +12,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +20,10 @@ from embedq.jobs import open_ledger
 from embedq.models import Embedder, EmbeddingResult
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore, connect
+from embedq.workers.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from embedq.workers.pipeline import BatchOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class WorkerContext:
     store: QdrantStore
     worker_id: str = field(default_factory=lambda: new_worker_id())
     loader: EmbedderLoader = load_embedder
+    # Set, batches are written in the background while the next one embeds (see writer).
+    writer: BatchWriter | None = None
+    # Told of every batch write that ended, with its outcome and stage times.
+    on_written: Callable[[BatchOutcome], None] | None = None
     _embedders: dict[tuple, BatchEmbedder] = field(default_factory=dict)
 
     @classmethod

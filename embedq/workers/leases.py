@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Context manager: renews the lease on ``batch_id`` until the block ends."""
+    """Renews the lease on ``batch_id`` from ``start`` to ``stop`` (or over a ``with`` block)."""
 
     def __init__(self, context: WorkerContext, batch_id: str) -> None:
         self._context = context
@@ -29,9 +29,17 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._renew, name=f"lease-{batch_id}", daemon=True)
         self.lost = False
 
-    def __enter__(self) -> LeaseKeeper:
+    def start(self) -> LeaseKeeper:
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> LeaseKeeper:
+        return self.start()
 
     def __exit__(
         self,
@@ -39,8 +47,7 @@ class LeaseKeeper:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
 
     def _renew(self) -> None:
         seconds = self._context.settings.lease_seconds

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,11 +36,14 @@ Publish = Callable[[str], None]
 class BatchOutcome:
     """What happened to a batch in this attempt, and where its time went (seconds by stage)."""
 
-    status: Literal["succeeded", "skipped", "split", "failed"]
+    status: Literal["succeeded", "writing", "skipped", "split", "failed"]
     documents_done: int = 0
     documents_failed: int = 0
     children: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    def stages(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in self.timings.items())
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,11 @@ class StageClock:
 
 
 def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) -> BatchOutcome:
-    """Run one batch if it is ours to run; split it in two if it cannot finish in memory."""
+    """Run one batch if it is ours to run; split it in two if it cannot finish in memory.
+
+    With a ``context.writer`` the batch is handed over once embedded (status
+    ``writing``) and its write runs in the background; without one it ends here.
+    """
     clock = StageClock()
     with clock.stage("claim"):
         claim = jobs.claim_batch(
@@ -79,46 +87,85 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
     if claim is None:
         logger.info("batch %s is not ours to run (done, cancelled or leased)", batch_id)
         return BatchOutcome("skipped", timings=clock.seconds)
+    lease = LeaseKeeper(context, claim.batch_id).start()
     try:
-        outcome = _run_claim(context, claim, clock, publish=publish)
+        embedded = _embed_or_split(context, claim, clock, publish=publish)
+    except BaseException:
+        lease.stop()
+        raise
+    if isinstance(embedded, BatchOutcome):  # split or failed: nothing to write
+        lease.stop()
+        finish_bulk_load_if_ended(context, claim)
+        return embedded
+    write = functools.partial(write_batch, context, claim, embedded, clock, lease)
+    if context.writer is None:
+        return write()
+    context.writer.submit(claim.batch_id, write)
+    return BatchOutcome(
+        "writing", embedded.documents_done, len(embedded.failures), timings=clock.seconds
+    )
+
+
+def _embed_or_split(
+    context: WorkerContext, claim: jobs.Claim, clock: StageClock, *, publish: Publish
+) -> BatchSummary | BatchOutcome:
+    """The batch's points, or the outcome of a batch that cannot be embedded as it is."""
+    try:
+        with _released_on_retryable(context, claim.batch_id), clock.stage("embed"):
+            return embed_claim(context, claim)
+    except (torch.OutOfMemoryError, MemoryError):
+        pass  # split below, outside the except block, so the failed pass's memory is released
     except PermanentError as error:  # the same batch would fail the same way on any worker
-        logger.error("batch %s failed: %s", batch_id, error)
-        jobs.fail_batch(context.sessions, batch_id=batch_id, error=str(error))
+        return _failed(context, claim, error, clock)
+    outcome = split_or_fail(context, claim, publish=publish)
+    return dataclasses.replace(outcome, timings=clock.seconds)
+
+
+def write_batch(
+    context: WorkerContext,
+    claim: jobs.Claim,
+    summary: BatchSummary,
+    clock: StageClock,
+    lease: LeaseKeeper,
+) -> BatchOutcome:
+    """Upsert the batch's points, then mark it done; the lease is kept until the points are in."""
+    try:
+        with _released_on_retryable(context, claim.batch_id), clock.stage("upsert"):
+            context.store.upsert(physical_collection(claim), summary.points)
+    except PermanentError as error:
+        outcome, completion = _failed(context, claim, error, clock), None
+    else:
+        with clock.stage("complete"):
+            completion = jobs.complete_batch(
+                context.sessions,
+                batch_id=claim.batch_id,
+                documents_done=summary.documents_done,
+                chunks_done=summary.chunks_done,
+                tokens_done=summary.tokens_done,
+                failures=summary.failures,
+            )
         outcome = BatchOutcome(
-            "failed", documents_failed=len(claim.documents), timings=clock.seconds
+            "succeeded", summary.documents_done, len(summary.failures), timings=clock.seconds
         )
-    finish_bulk_load_if_ended(context, claim)
+    finally:
+        lease.stop()
+    if completion is not None and completion.counted:  # the ledger told whether the job ended
+        if completion.job_ended is not None:
+            context.store.finish_bulk_load(physical_collection(claim))
+    else:  # a failure, or the job ended otherwise meanwhile (cancelled): ask
+        finish_bulk_load_if_ended(context, claim)
+    logger.info("batch %s: %s (%s)", claim.batch_id, outcome.status, outcome.stages())
+    if context.on_written is not None:
+        context.on_written(outcome)
     return outcome
 
 
-def _run_claim(
-    context: WorkerContext, claim: jobs.Claim, clock: StageClock, *, publish: Publish
+def _failed(
+    context: WorkerContext, claim: jobs.Claim, error: PermanentError, clock: StageClock
 ) -> BatchOutcome:
-    with LeaseKeeper(context, claim.batch_id), _released_on_retryable(context, claim.batch_id):
-        try:
-            with clock.stage("embed"):
-                summary = embed_claim(context, claim)
-        except (torch.OutOfMemoryError, MemoryError):
-            out_of_memory = True
-        else:
-            out_of_memory = False
-        if out_of_memory:  # outside the except block, so the failed pass's memory is released
-            outcome = split_or_fail(context, claim, publish=publish)
-            return dataclasses.replace(outcome, timings=clock.seconds)
-        with clock.stage("upsert"):
-            context.store.upsert(physical_collection(claim), summary.points)
-    with clock.stage("complete"):
-        jobs.complete_batch(
-            context.sessions,
-            batch_id=claim.batch_id,
-            documents_done=summary.documents_done,
-            chunks_done=summary.chunks_done,
-            tokens_done=summary.tokens_done,
-            failures=summary.failures,
-        )
-    return BatchOutcome(
-        "succeeded", summary.documents_done, len(summary.failures), timings=clock.seconds
-    )
+    logger.error("batch %s failed: %s", claim.batch_id, error)
+    jobs.fail_batch(context.sessions, batch_id=claim.batch_id, error=str(error))
+    return BatchOutcome("failed", documents_failed=len(claim.documents), timings=clock.seconds)
 
 
 def physical_collection(claim: jobs.Claim) -> str:

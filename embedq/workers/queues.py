@@ -1,7 +1,7 @@
 """Where batch ids go to be run: Celery over Redis, or this very process.
 
-Both offer ``publish(batch_id)`` and ``depth()``; producers and the lease
-reaper use them without knowing which one they have.
+Both offer ``publish(batch_id)``, ``depth()`` and ``drain()``; producers and
+the lease reaper use them without knowing which one they have.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore
+from embedq.workers.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +25,24 @@ class BatchQueue(Protocol):
 
     def depth(self) -> int: ...
 
+    def drain(self) -> None:
+        """Return once every batch this process runs itself has ended (a broker's: at once)."""
+
 
 class InProcessQueue:
     """Runs each published batch at once, here; splits are run before returning.
 
-    The embedded default: the same pipeline as a worker's, without a broker.
+    The embedded default: the same pipeline as a worker's, without a broker. With a
+    ``writer``, batch writes run in the background and ``drain`` waits for them.
     """
 
-    def __init__(self, run: Callable[[str, Callable[[str], None]], object]) -> None:
+    def __init__(
+        self,
+        run: Callable[[str, Callable[[str], None]], object],
+        writer: BatchWriter | None = None,
+    ) -> None:
         self._run = run
+        self._writer = writer
         self._pending: deque[str] = deque()
         self._running = False
 
@@ -49,6 +59,10 @@ class InProcessQueue:
 
     def depth(self) -> int:
         return len(self._pending)
+
+    def drain(self) -> None:
+        if self._writer is not None:
+            self._writer.drain()
 
 
 class CeleryQueue:
@@ -71,6 +85,9 @@ class CeleryQueue:
     def depth(self) -> int:
         return int(self._redis.llen(self._queue))
 
+    def drain(self) -> None:
+        pass  # the workers run the batches, on their own time
+
 
 def make_queue(
     settings: Settings, *, sessions: sessionmaker[Session], store: QdrantStore
@@ -78,14 +95,16 @@ def make_queue(
     """Celery when a broker is configured, else batches run in this process.
 
     In-process runs share the caller's ledger sessions and Qdrant client: a
-    local-mode Qdrant folder admits one client per process.
+    local-mode Qdrant folder admits one client per process, used from one thread,
+    so only writes to a Qdrant server go to a background writer.
     """
     if settings.broker_url:
         return CeleryQueue(settings)
     from embedq.workers.context import WorkerContext
     from embedq.workers.pipeline import process_batch
 
-    context = WorkerContext(settings=settings, sessions=sessions, store=store)
+    writer = BatchWriter() if settings.qdrant_url is not None else None
+    context = WorkerContext(settings=settings, sessions=sessions, store=store, writer=writer)
     return InProcessQueue(
-        lambda batch_id, publish: process_batch(context, batch_id, publish=publish)
+        lambda batch_id, publish: process_batch(context, batch_id, publish=publish), writer
     )

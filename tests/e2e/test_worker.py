@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
+import httpx
 import pytest
 from qdrant_client import QdrantClient
 
@@ -157,3 +159,74 @@ def wait_for_running_batch(client: Client, job_id: str, *, timeout: float) -> st
             return running[0].id
         time.sleep(0.05)
     raise AssertionError("no batch was seen running after another had finished")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_api(environment: dict, port: int, log_path, started: list) -> str:
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
+    process = subprocess.Popen(
+        [sys.executable, "-m", "embedq.api.cli", "api", "--port", str(port)],
+        env={**os.environ, **environment},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    started.append(process)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"the API did not start: {log_path.read_text()[-2000:]}")
+
+
+def test_a_job_submitted_through_the_http_api_is_drained_by_a_worker(
+    client, environment, workers, collection, tmp_path, scifact_texts, minilm_path, qdrant_url
+):
+    key = client.create_api_key(tenant="e2e").secret
+    url = start_api(environment, free_port(), tmp_path / "api.log", workers)
+    start_worker(environment, tmp_path / "worker.log", workers)
+    headers = {"Authorization": f"Bearer {key}"}
+    ids = [f"doc-{i}" for i in range(48)]
+    documents = [{"id": i, "text": t} for i, t in zip(ids, scifact_texts, strict=False)]
+    body = {
+        "collection": collection,
+        "model": str(minilm_path),
+        "long_text": "truncate",
+        "batch_size": 16,
+        "documents": documents[:32],
+    }
+    created = httpx.post(f"{url}/v1/jobs", json=body, headers=headers, timeout=60)
+    assert created.status_code == 201, created.text
+    job = created.json()
+    more = httpx.post(
+        f"{url}/v1/jobs/{job['id']}/batches",
+        json={"documents": documents[32:]},
+        headers=headers,
+        timeout=60,
+    )
+    assert more.status_code == 202, more.text
+    sealed = httpx.post(f"{url}/v1/jobs/{job['id']}/seal", headers=headers, timeout=60)
+    assert sealed.status_code == 200
+
+    view, tag, deadline = sealed.json(), "", time.monotonic() + 240
+    while view["status"] not in ("succeeded", "partial", "failed", "cancelled"):
+        assert time.monotonic() < deadline, view
+        polled = httpx.get(
+            f"{url}/v1/jobs/{job['id']}?wait=10",
+            headers={**headers, "If-None-Match": tag},
+            timeout=30,
+        )
+        if polled.status_code == 200:
+            view, tag = polled.json(), polled.headers["etag"]
+    assert view["status"] == "succeeded", (tmp_path / "worker.log").read_text()[-3000:]
+    assert (view["documents_done"], view["batches_done"], view["eta_seconds"]) == (48, 3, 0.0)
+    assert_every_document_once(qdrant_url, collection, ids)

@@ -96,6 +96,7 @@ def claim(sessions: Sessions, batch_id: str, worker: str = WORKER, **options: An
 
 
 def complete(sessions: Sessions, batch_id: str, done: int, **options: Any) -> bool:
+    """Whether the completion counted."""
     return jobs.complete_batch(
         sessions,
         batch_id=batch_id,
@@ -103,7 +104,7 @@ def complete(sessions: Sessions, batch_id: str, done: int, **options: Any) -> bo
         chunks_done=options.pop("chunks_done", 2 * done),
         tokens_done=options.pop("tokens_done", 100 * done),
         **options,
-    )
+    ).counted
 
 
 def payload_count(sessions: Sessions) -> int:
@@ -147,6 +148,18 @@ def test_migrate_creates_the_schema_and_a_second_run_is_a_no_op(engine: Engine) 
     jobs.migrate(engine)
     assert jobs.current_revision(engine) == jobs.head_revision()
     jobs.check_schema(engine)
+
+
+def test_batch_payloads_are_stored_uncompressed_on_postgres(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a Postgres storage setting")
+    jobs.migrate(engine)
+    query = text(
+        "SELECT attstorage FROM pg_attribute "
+        "WHERE attrelid = 'batch_payloads'::regclass AND attname = 'documents'"
+    )
+    with engine.connect() as connection:
+        assert connection.execute(query).scalar_one() == "e"  # EXTERNAL: out of line, as is
 
 
 def test_the_handwritten_migration_matches_the_schema_module(engine: Engine) -> None:
@@ -347,6 +360,21 @@ def test_a_batch_completed_twice_is_counted_once(sessions: Sessions) -> None:
     counted = job(sessions, job_id)
     assert (counted.documents_done, counted.chunks_done, counted.batches_done) == (5, 10, 1)
     assert counted.documents_failed == 0
+
+
+def test_completing_the_last_batch_reports_how_the_job_ended(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    first, last = (jobs.add_batch(sessions, job_id=job_id, documents=documents(2)) for _ in "ab")
+    jobs.seal_job(sessions, job_id=job_id)
+    claim(sessions, first.id)
+    claim(sessions, last.id)
+
+    done = jobs.complete_batch(sessions, batch_id=first.id, documents_done=2)
+    assert (done.counted, done.job_ended) == (True, None)
+    done = jobs.complete_batch(sessions, batch_id=last.id, documents_done=2)
+    assert (done.counted, done.job_ended) == (True, "succeeded")
+    again = jobs.complete_batch(sessions, batch_id=last.id, documents_done=2)
+    assert (again.counted, again.job_ended) == (False, None)
 
 
 def test_two_completions_at_once_count_once(sessions: Sessions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,7 +24,12 @@ from embedq.workers.qdrant_store import (
     connect,
     point_id,
 )
-from embedq.workers.store.points import checked_size, point_struct, request_spans
+from embedq.workers.store.points import (
+    checked_size,
+    payload_of,
+    request_body,
+    request_spans,
+)
 
 # The test server may be older than the client allows without a warning; every call still works.
 pytestmark = pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")
@@ -287,6 +293,36 @@ def test_sparse_and_colbert_vectors_are_stored_and_queryable(store: QdrantStore,
     assert np.allclose(stored, colbert, atol=1e-3)  # stored as float16
 
 
+def test_the_rest_body_holds_every_float32_exactly() -> None:
+    points = make_points(5, CollectionShape(64, True, 16), colbert_rows=4)
+    sent = json.loads(request_body(points))["points"]
+    for point, body in zip(points, sent, strict=True):
+        assert body["id"] == point_id(point.doc_id, point.chunk)
+        assert np.array_equal(np.array(body["vector"]["dense"], dtype=np.float32), point.dense)
+        assert np.array_equal(np.array(body["vector"]["colbert"], dtype=np.float32), point.colbert)
+        assert dict(zip(*body["vector"]["sparse"].values(), strict=True)) == point.sparse
+        assert body["payload"] == payload_of(point)
+
+
+def test_points_read_back_from_a_server_as_written(
+    server_store: QdrantStore, server_name: str
+) -> None:
+    physical = server_store.ensure_collection(server_name, SHAPE)
+    points = make_points(5)
+    server_store.upsert(physical, points)
+    for point in points:
+        [record] = server_store.client.retrieve(
+            physical, ids=[point_id(point.doc_id, point.chunk)], with_vectors=True
+        )
+        assert isinstance(record.vector, dict)
+        stored = np.array(record.vector["dense"], dtype=np.float32)
+        assert np.allclose(stored, point.dense, rtol=0, atol=1e-7)  # cosine: re-normalised
+        assert record.vector["sparse"] == qm.SparseVector(
+            indices=list(point.sparse or {}), values=list((point.sparse or {}).values())
+        )
+        assert record.payload == payload_of(point)
+
+
 def test_empty_sparse_vector_is_accepted(store: QdrantStore, name: str) -> None:
     physical = store.ensure_collection(
         name, CollectionShape(dense_dim=None, sparse=True, colbert_dim=None)
@@ -303,16 +339,16 @@ def test_empty_sparse_vector_is_accepted(store: QdrantStore, name: str) -> None:
 
 
 def test_batch_over_qdrants_request_limit_is_split(store: QdrantStore, name: str) -> None:
-    # 14 chunks of 120 ColBERT rows of 1,024 floats: ~36 MiB of JSON, over Qdrant's 32 MiB
+    # 24 chunks of 120 ColBERT rows of 1,024 floats: ~34 MiB of JSON, over Qdrant's 32 MiB
     shape = CollectionShape(dense_dim=8, sparse=False, colbert_dim=1024)
     physical = store.ensure_collection(name, shape)
-    points = make_points(14, shape, colbert_rows=120)
-    assert sum(checked_size(point) for point in points) > QDRANT_REST_LIMIT
+    points = make_points(24, shape, colbert_rows=120)
+    assert len(request_body(points)) > QDRANT_REST_LIMIT
 
     requests = store.upsert(physical, points)
 
     assert requests > 1
-    assert store.count(physical) == 14
+    assert store.count(physical) == 24
 
 
 def test_a_point_over_the_limit_is_sent_alone(store: QdrantStore, name: str) -> None:
@@ -334,8 +370,7 @@ def test_size_estimates_bound_the_json_sent() -> None:
 
     assert len(spans) > 1
     for start, stop in spans:
-        body = qm.PointsList(points=[point_struct(point) for point in points[start:stop]])
-        sent = len(body.model_dump_json(exclude_none=True, exclude_unset=True).encode())
+        sent = len(request_body(points[start:stop]))
         assert sent <= sum(sizes[start:stop]) <= limit
 
 

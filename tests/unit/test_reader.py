@@ -9,6 +9,7 @@ from embedq.api.reader import (
     Document,
     Rejected,
     UnreadableInputError,
+    document_from,
     read_documents,
 )
 
@@ -81,3 +82,10 @@ def test_ids_are_unique_across_files_when_they_share_a_seen_set(tmp_path):
     [duplicate] = [o for o in outcomes if isinstance(o, Rejected)]
     assert (duplicate.line, duplicate.doc_id) == (2, "x")
     assert duplicate.reason == "line 2 of b.jsonl: duplicate id 'x'"
+
+
+def test_an_id_with_a_nul_character_is_rejected_without_keeping_it():
+    outcome = document_from({"id": "a\x00b", "text": "fine"}, 3, where="line 3")
+    assert outcome == Rejected(3, "line 3: the id holds a NUL character")
+    text_with_nul = document_from({"id": "ok", "text": "a\x00b"}, 4, where="line 4")
+    assert text_with_nul == Document("ok", "a\x00b")  # payloads are JSON: a NUL is fine there

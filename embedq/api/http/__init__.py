@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): producers in any language submit jobs and poll them."""

@@ -1,0 +1,60 @@
+"""The FastAPI application: ``create_app()`` wires settings, routes, limits and errors.
+
+Serve it with ``embedq api`` (uvicorn). Without API keys in the ledger it refuses
+to start, unless ``EMBEDQ_API_DEV_MODE`` is set: a local, unauthenticated API
+that sees every job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from embedq import __version__, jobs
+from embedq.api.http import routes_jobs, routes_ops
+from embedq.api.http.backend import Backend
+from embedq.api.http.limits import BodyLimit
+from embedq.api.http.metrics import ApiMetrics
+from embedq.api.http.problems import install_problem_handlers
+from embedq.errors import InvalidSettingError
+from embedq.settings import Settings, get_settings
+
+NO_KEYS = (
+    "no live API keys in the ledger: create one with `embedq keys create --tenant NAME`, "
+    "or set EMBEDQ_API_DEV_MODE=1 for a local API without keys"
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    backend = Backend(settings)
+    if not settings.api_dev_mode and not _has_live_key(backend):
+        backend.close()
+        raise InvalidSettingError(NO_KEYS)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        backend.close()
+
+    app = FastAPI(
+        title="embedq",
+        version=__version__,
+        description="Submit embedding jobs in bulk and poll them.",
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    app.state.dev_mode = settings.api_dev_mode
+    app.state.metrics = metrics = ApiMetrics()
+    app.middleware("http")(metrics.middleware)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    install_problem_handlers(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_ops.router)
+    return app
+
+
+def _has_live_key(backend: Backend) -> bool:
+    return any(key.revoked_at is None for key in jobs.list_api_keys(backend.client.sessions))

@@ -1,0 +1,255 @@
+"""The Python client over the HTTP API: ``Client``'s operations, answered by an embedq API.
+
+Files are read here, with the same checks as a local ingest; their documents
+travel in requests of at most a thousand, and lines that could not be read are
+sent along to be recorded as the job's failures. A full queue (429) is waited
+out as its Retry-After says. Views come back as the ledger's own types, so the
+command line prints the same either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from embedq import jobs as ledger
+from embedq.api.producer import check_readable, read_all
+from embedq.api.reader import Document, Rejected
+from embedq.errors import EmbedqError, PermanentError, RetryableError
+
+REQUEST_DOCUMENTS = 1000  # the API's limit per request
+LONG_POLL_S = 20
+DEFAULT_TIMEOUT_S = 120
+MAX_BACKPRESSURE_WAIT_S = 60
+
+ProgressCallback = Callable[[ledger.JobView], None]
+
+
+class ApiError(EmbedqError):
+    """The API refused a request; the message is its problem's detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{detail} (HTTP {status})")
+        self.status = status
+
+
+class ApiUnavailableError(ApiError, RetryableError):
+    """The API or a service behind it is down (5xx): the same request may work later."""
+
+
+class ApiRejectedError(ApiError, PermanentError):
+    """The request is wrong or not allowed (4xx): sending it again will not help."""
+
+
+class RemoteClient:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = http or httpx.Client(base_url=url, timeout=timeout)
+        self._headers = headers
+
+    # --- the operations -------------------------------------------------------------------
+
+    def ingest(
+        self,
+        files: Sequence[str | Path],
+        *,
+        collection: str,
+        model: str | None = None,
+        outputs: str | None = None,
+        max_length: int | None = None,
+        long_text: str | None = None,
+        batch_size: int | None = None,
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Create a job, send every document of ``files``, seal it; returns the job's id."""
+        paths = [Path(f) for f in files]
+        for path in paths:
+            check_readable(path)
+        options = {
+            "model": model,
+            "outputs": outputs,
+            "max_length": max_length,
+            "long_text": long_text,
+            "batch_size": batch_size,
+        }
+        body = {"collection": collection, **{k: v for k, v in options.items() if v is not None}}
+        job_id = str(self._call("POST", "/v1/jobs", json=body)["id"])
+        for documents, rejected in _requests(read_all(paths)):
+            self._append(job_id, documents, rejected)
+            if on_batch is not None:
+                on_batch(job_id)
+        self._call("POST", f"/v1/jobs/{job_id}/seal")
+        return job_id
+
+    def status(self, job_id: str) -> ledger.JobView:
+        return job_view(self._call("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(self, *, limit: int = 50) -> list[ledger.JobView]:
+        page = self._call("GET", "/v1/jobs", params={"limit": limit})
+        return [job_view(job) for job in page["jobs"]]
+
+    def failures(
+        self, job_id: str, *, limit: int = 100, offset: int = 0
+    ) -> list[ledger.FailureView]:
+        page = self._call(
+            "GET", f"/v1/jobs/{job_id}/failures", params={"limit": limit, "offset": offset}
+        )
+        return [failure_view(failure) for failure in page["failures"]]
+
+    def cancel(self, job_id: str) -> bool:
+        try:
+            self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        except ApiRejectedError as error:
+            if error.status == 409:  # it had already ended, as a local cancel says False
+                return False
+            raise
+        return True
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll_seconds: float = 1.0,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ledger.JobView:
+        """Long-poll until the job ends (each answer comes as soon as the job changes)."""
+        from embedq.api.client import JobTimeoutError
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        view, tag = self._poll(job_id, "", 0)
+        while True:
+            if on_progress is not None:
+                on_progress(view)
+            if view.ended:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeoutError(f"job {job_id} still {view.status} after {timeout} s")
+            wait = (
+                LONG_POLL_S if deadline is None else min(LONG_POLL_S, deadline - time.monotonic())
+            )
+            view, tag = self._poll(job_id, tag, max(wait, poll_seconds), view)
+
+    # --- the wire ---------------------------------------------------------------------------
+
+    def _append(self, job_id: str, documents: list[Document], rejected: list[Rejected]) -> None:
+        body = {
+            "documents": [_document_body(document) for document in documents],
+            "rejected": [
+                {"reason": r.reason, "line": r.line, "doc_id": r.doc_id} for r in rejected
+            ],
+        }
+        self._call("POST", f"/v1/jobs/{job_id}/batches", json=body, backpressure=True)
+
+    def _poll(
+        self, job_id: str, tag: str, wait: float, last: ledger.JobView | None = None
+    ) -> tuple[ledger.JobView, str]:
+        headers = {**self._headers, "If-None-Match": tag} if tag else self._headers
+        response = self._http.get(
+            f"/v1/jobs/{job_id}",
+            params={"wait": round(wait, 1)} if tag else None,
+            headers=headers,
+            timeout=wait + DEFAULT_TIMEOUT_S,
+        )
+        if response.status_code == 304 and last is not None:
+            return last, tag
+        body = _checked(response)
+        return job_view(body), response.headers.get("etag", "")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        params: dict[str, Any] | None = None,
+        backpressure: bool = False,
+    ) -> dict[str, Any]:
+        waited = 0.0
+        while True:
+            response = self._http.request(
+                method, path, json=json, params=params, headers=self._headers
+            )
+            if backpressure and response.status_code == 429 and waited < MAX_BACKPRESSURE_WAIT_S:
+                pause = float(response.headers.get("retry-after", "1"))
+                time.sleep(pause)
+                waited += pause
+                continue
+            return _checked(response)
+
+
+def _checked(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code < 400:
+        body: dict[str, Any] = response.json()
+        return body
+    try:
+        detail = str(response.json().get("detail") or response.json().get("title"))
+    except ValueError:
+        detail = response.text[:500] or response.reason_phrase
+    if response.status_code >= 500 or response.status_code == 429:
+        raise ApiUnavailableError(response.status_code, detail)
+    if response.status_code == 404:
+        raise KeyError(detail)  # as the local client answers an unknown job
+    raise ApiRejectedError(response.status_code, detail)
+
+
+def _requests(
+    outcomes: Iterable[Document | Rejected],
+) -> Iterator[tuple[list[Document], list[Rejected]]]:
+    """Outcomes in request-sized groups (documents and rejections counted together)."""
+    documents: list[Document] = []
+    rejected: list[Rejected] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Document):
+            documents.append(outcome)
+        else:
+            rejected.append(outcome)
+        if len(documents) + len(rejected) >= REQUEST_DOCUMENTS:
+            yield documents, rejected
+            documents, rejected = [], []
+    if documents or rejected:
+        yield documents, rejected
+
+
+def _document_body(document: Document) -> dict[str, Any]:
+    # the text already has its title in front (the reader joined them)
+    return document.as_payload()
+
+
+def job_view(body: dict[str, Any]) -> ledger.JobView:
+    """The ledger's view of a job, from the API's answer."""
+    names = {f.name for f in dataclasses.fields(ledger.JobView) if f.init}
+    values: dict[str, Any] = {name: body.get(name) for name in names}
+    values["status"] = ledger.JobStatus(body["status"])
+    for name in ("created_at", "started_at", "updated_at", "finished_at"):
+        values[name] = _moment(body.get(name))
+    return ledger.JobView(**values)
+
+
+def failure_view(body: dict[str, Any]) -> ledger.FailureView:
+    return ledger.FailureView(
+        id=body["id"],
+        job_id=body["job_id"],
+        batch_id=body.get("batch_id"),
+        doc_id=body.get("doc_id"),
+        line=body.get("line"),
+        reason=body["reason"],
+        created_at=_moment(body["created_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
