@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=30, ge=5)
     task_time_limit: int = Field(default=3600, ge=60)
     queue: str = "embedq.ingest"
+    # re-index batches: their own queue, served only when the ingestion queue is empty,
+    # and at most this many a worker process takes (Celery's rate limit, e.g. "30/m")
+    reindex_queue: str = "embedq.reindex"
+    reindex_rate_limit: str | None = None
 
     # where the command line sends job commands instead of the ledger, and with which key
     api_url: str | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 LOGGER = "bench.pipeline"
 
-# what the issue asks of the model part: MiniLM, truncated at 256 tokens, dense only
+# the model part: MiniLM, truncated at 256 tokens, dense only
 MAX_LENGTH = 256
 LONG_TEXT = "truncate"
 MODEL_OUTPUTS = "dense"
@@ -35,7 +35,7 @@ WORKER_STOP_TIMEOUT_S = 20
 WARMUP_DOCS = 32
 CELERY_S_PER_DOC = 1.0  # a Celery job may take this long a document (and the start) to end
 
-# targets of the issue: pipeline documents/s over the component measured alone
+# targets: pipeline documents/s over the component measured alone
 MODEL_TARGET = 0.9
 NULL_TARGET = 0.8
 

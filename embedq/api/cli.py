@@ -11,19 +11,22 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from embedq import jobs
+from embedq.api import cli_reindex
 from embedq.api.client import Client
 from embedq.api.progress import ProgressBar
 from embedq.api.remote import RemoteClient
 from embedq.errors import EmbedqError
+from embedq.search import MODES, Hit
 from embedq.settings import get_settings
 
 logger = logging.getLogger("embedq")
 
+RESULTS_PAGE = 5000  # rerank results read from the ledger at a time
 SECRET_SHOWN_ONCE = "Store this secret now: it cannot be shown again."
 
 
@@ -67,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a job")
     cancel.add_argument("job")
     cancel.set_defaults(command=run_cancel)
+    _search_parser(commands)
+    _rerank_parsers(commands)
     _keys_parser(commands)
+    cli_reindex.add_parsers(commands)
     worker = commands.add_parser("worker", help="run a Celery worker (needs EMBEDQ_BROKER_URL)")
     worker.add_argument("--concurrency", type=int, default=1, help="processes (one per GPU)")
     worker.add_argument("--loglevel", default="INFO")
@@ -98,6 +104,43 @@ def _ingest_parser(commands: Any) -> None:
     ingest.set_defaults(command=run_ingest)
 
 
+def _search_parser(commands: Any) -> None:
+    search = commands.add_parser(
+        "search", help="search a collection with the model it was built with"
+    )
+    search.add_argument("collection", metavar="COLLECTION")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--top-k", type=int, default=10, help="how many hits (default 10)")
+    search.add_argument("--mode", choices=MODES, default="hybrid", help="default hybrid")
+    search.add_argument("--rerank", metavar="MODEL", help="rescore the hits with a cross-encoder")
+    search.add_argument("--json", action="store_true", help="the hits with full payloads")
+    search.set_defaults(command=run_search)
+
+
+def _rerank_parsers(commands: Any) -> None:
+    rerank = commands.add_parser("rerank", help="score each query's candidates with a reranker")
+    rerank.add_argument(
+        "file", metavar="FILE", help='JSON Lines of {"query_id", "query", "candidates"}'
+    )
+    rerank.add_argument("--model", required=True, help="a cross-encoder: hub id or local folder")
+    rerank.add_argument("--top-k", type=int, help="keep only each query's k best candidates")
+    rerank.add_argument(
+        "--from-collection",
+        metavar="COLLECTION",
+        help='lines are {"query_id", "query"}: candidates from a hybrid search of COLLECTION',
+    )
+    rerank.add_argument(
+        "--candidates", type=int, default=100, help="with --from-collection: how many (100)"
+    )
+    rerank.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    rerank.add_argument("--json", action="store_true", help="print the job as JSON")
+    rerank.set_defaults(command=run_rerank)
+    results = commands.add_parser("results", help="write a rerank job's scores as JSON Lines")
+    results.add_argument("job")
+    results.add_argument("--out", metavar="FILE", help="write here instead of to stdout")
+    results.set_defaults(command=run_results)
+
+
 def _keys_parser(commands: Any) -> None:
     keys = commands.add_parser("keys", help="create, revoke and list API keys")
     actions = keys.add_subparsers(required=True, metavar="ACTION")
@@ -125,24 +168,40 @@ def job_client(args: argparse.Namespace) -> Client | RemoteClient:
 
 def run_ingest(args: argparse.Namespace) -> int:
     client = job_client(args)
+    return submit_and_follow(
+        args,
+        client,
+        lambda on_batch: client.ingest(
+            args.files,
+            collection=args.collection,
+            model=args.model,
+            outputs=args.outputs,
+            max_length=args.max_length,
+            long_text=args.long_text,
+            batch_size=args.batch_size,
+            on_batch=on_batch,
+        ),
+    )
+
+
+def submit_and_follow(
+    args: argparse.Namespace,
+    client: Client | RemoteClient,
+    submit: Callable[[Callable[[str], None] | None], str],
+) -> int:
+    """Submit a job; print it, or with ``--wait`` follow it with a bar and print how it ended.
+
+    Exits 0 once submitted, or with ``--wait`` only if the job succeeded.
+    """
     show = args.wait and not args.json
     bar = ProgressBar(enabled=show)
-    job_id = client.ingest(
-        args.files,
-        collection=args.collection,
-        model=args.model,
-        outputs=args.outputs,
-        max_length=args.max_length,
-        long_text=args.long_text,
-        batch_size=args.batch_size,
-        on_batch=(lambda job: bar.update(client.status(job))) if show else None,
-    )
+    job_id = submit((lambda job: bar.update(client.status(job))) if show else None)
     if not args.wait:
-        _print_job(client.status(job_id), as_json=args.json, brief=True)
+        print_job(client.status(job_id), as_json=args.json, brief=True)
         return 0
     view = client.wait(job_id, on_progress=bar.update)
     bar.close()
-    _print_job(view, as_json=args.json)
+    print_job(view, as_json=args.json)
     return 0 if view.status == jobs.JobStatus.succeeded else 1
 
 
@@ -154,7 +213,7 @@ def run_status(args: argparse.Namespace) -> int:
         bar.close()
     else:
         view = client.status(args.job)
-    _print_job(view, as_json=args.json)
+    print_job(view, as_json=args.json)
     return 0
 
 
@@ -186,6 +245,71 @@ def run_cancel(args: argparse.Namespace) -> int:
     cancelled = job_client(args).cancel(args.job)
     print("cancelled" if cancelled else "not cancelled: the job had already ended")
     return 0 if cancelled else 1
+
+
+def run_search(args: argparse.Namespace) -> int:
+    # Always the ledger and Qdrant directly: the model runs here, not behind the API.
+    hits = Client(get_settings()).search(
+        args.collection, args.query, top_k=args.top_k, mode=args.mode, rerank_model=args.rerank
+    )
+    if args.json:
+        print(json.dumps([_hit_dict(hit) for hit in hits], indent=2, default=str))
+        return 0
+    width = max([len("doc_id"), *(len(hit.doc_id) for hit in hits)])
+    print(f"{'rank':>4}  {'score':>8}  {'doc_id':<{width}}  {'chunk':>5}  text")
+    for hit in hits:
+        print(
+            f"{hit.rank:>4}  {hit.score:>8.4f}  {hit.doc_id:<{width}}  {hit.chunk:>5}  "
+            f"{_excerpt(hit.text)}"
+        )
+    return 0
+
+
+def _hit_dict(hit: Hit) -> dict[str, Any]:
+    keys = ("rank", "score", "doc_id", "chunk", "point_id", "payload")
+    return {key: getattr(hit, key) for key in keys}
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def run_rerank(args: argparse.Namespace) -> int:
+    client = _ledger_client(args, "rerank")
+    return submit_and_follow(
+        args,
+        client,
+        lambda on_batch: client.rerank(
+            [args.file],
+            model=args.model,
+            top_k=args.top_k,
+            from_collection=args.from_collection,
+            candidates=args.candidates,
+            on_batch=on_batch,
+        ),
+    )
+
+
+def run_results(args: argparse.Namespace) -> int:
+    client = _ledger_client(args, "results")
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        offset = 0
+        while page := client.results(args.job, limit=RESULTS_PAGE, offset=offset):
+            out.writelines(json.dumps(dataclasses.asdict(result)) + "\n" for result in page)
+            offset += len(page)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _ledger_client(args: argparse.Namespace, command: str) -> Client:
+    settings = get_settings(api_url=args.api)
+    if settings.api_url:
+        raise EmbedqError(f"{command} works on the ledger directly, not through --api yet")
+    return Client(settings)
 
 
 def run_keys_create(args: argparse.Namespace) -> int:
@@ -250,7 +374,7 @@ def run_worker(args: argparse.Namespace) -> int:
             "worker",
             f"--concurrency={args.concurrency}",
             f"--loglevel={args.loglevel}",
-            f"--queues={settings.queue}",
+            f"--queues={settings.queue},{settings.reindex_queue}",  # in order of priority
             "--pool=prefork",
             "--without-gossip",
             "--without-mingle",
@@ -259,7 +383,7 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_job(view: jobs.JobView, *, as_json: bool, brief: bool = False) -> None:
+def print_job(view: jobs.JobView, *, as_json: bool, brief: bool = False) -> None:
     if as_json:
         print(json.dumps(_as_dict(view), indent=2))
     elif brief:

@@ -15,6 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs as ledger
 from embedq.api.producer import IngestRequest, submit
+from embedq.api.reindex import ReindexRequest, collect_garbage, rollback, start_reindex
+from embedq.api.rerank_producer import RerankRequest, submit_rerank
+from embedq.search import Hit
+from embedq.search import search as search_collection
 from embedq.settings import Settings, get_settings
 from embedq.workers.qdrant_store import QdrantStore, connect
 from embedq.workers.queues import BatchQueue, make_queue
@@ -83,6 +87,44 @@ class Client:
             on_batch=on_batch,
         )
 
+    def rerank(
+        self,
+        files: Sequence[str | Path],
+        *,
+        model: str,
+        top_k: int | None = None,
+        from_collection: str | None = None,
+        candidates: int = 100,
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Create a rerank job; its id comes back once every batch is queued (embedded: run).
+
+        With ``from_collection``, each line is a bare query whose ``candidates`` best
+        documents come from a hybrid search of that collection.
+        """
+        request = RerankRequest(
+            files=[Path(f) for f in files],
+            model=model,
+            top_k=top_k,
+            from_collection=from_collection,
+            candidates=candidates,
+        )
+        return submit_rerank(
+            request,
+            sessions=self.sessions,
+            queue=self.queue,
+            high_water_mark=self.settings.high_water_mark,
+            store=self.store if from_collection is not None else None,
+            on_batch=on_batch,
+        )
+
+    def results(
+        self, job_id: str, *, limit: int = 1000, offset: int = 0
+    ) -> list[ledger.RerankResult]:
+        """A rerank job's scores and ranks, by query id and then rank."""
+        self.status(job_id)  # a KeyError for a job that does not exist
+        return ledger.list_results(self.sessions, job_id=job_id, limit=limit, offset=offset)
+
     def status(self, job_id: str) -> ledger.JobView:
         view = ledger.get_job(self.sessions, job_id=job_id)
         if view is None:
@@ -97,8 +139,75 @@ class Client:
     ) -> list[ledger.FailureView]:
         return ledger.list_failures(self.sessions, job_id=job_id, limit=limit, offset=offset)
 
+    @cached_property
+    def reindex_queue(self) -> BatchQueue:
+        """Re-index batches' own queue under Celery; in-process, the same one as ingestion."""
+        if self.settings.broker_url is None:
+            return self.queue
+        return make_queue(self.settings, sessions=self.sessions, store=self.store, reindex=True)
+
+    def reindex(
+        self,
+        collection: str,
+        *,
+        model: str | None = None,
+        outputs: str | None = None,
+        max_length: int | None = None,
+        long_text: str | None = None,
+        drop_old: bool = False,
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Rebuild ``collection`` into a new version and swap to it when done; the job's id."""
+        request = ReindexRequest(
+            collection=collection,
+            model=model,
+            outputs=outputs,
+            max_length=max_length,
+            long_text=long_text,
+            batch_size=self.settings.batch_size,
+            drop_old=drop_old,
+        )
+        return start_reindex(
+            request,
+            sessions=self.sessions,
+            store=self.store,
+            queue=self.reindex_queue,
+            high_water_mark=self.settings.high_water_mark,
+            on_batch=on_batch,
+        )
+
+    def rollback(self, collection: str) -> str:
+        """Point ``collection`` back at the version its last re-index replaced."""
+        return rollback(self.sessions, self.store, collection=collection)
+
+    def collect_garbage(self, collection: str) -> list[str]:
+        """Drop the versions of ``collection`` nothing uses; returns their names."""
+        return collect_garbage(self.sessions, self.store, collection=collection)
+
     def cancel(self, job_id: str) -> bool:
         return ledger.cancel_job(self.sessions, job_id=job_id)
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        *,
+        top_k: int = 10,
+        mode: str = "hybrid",
+        rerank_model: str | None = None,
+    ) -> list[Hit]:
+        """The best chunks for ``query``, embedded with the model that built ``collection``."""
+        return search_collection(
+            self.sessions,
+            self.store,
+            collection,
+            query,
+            top_k=top_k,
+            mode=mode,
+            rerank_model=rerank_model,
+            device=self.settings.device,
+            memory_budget=self.settings.memory_budget,
+        )
 
     def create_api_key(self, *, tenant: str, name: str | None = None) -> ledger.NewApiKey:
         """A new key for ``tenant``; its secret is in the result and nowhere else."""

@@ -14,22 +14,26 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.api.batching import length_bucketed
 from embedq.api.reader import Document, Rejected, UnreadableInputError, read_documents
+from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
 from embedq.workers.qdrant_store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue
+from embedq.workers.reindex import finish_reindex_of_collection
 
 logger = logging.getLogger(__name__)
 
 # Rejected lines are written to the ledger in groups of this many.
 FAILURE_FLUSH = 500
 BACKPRESSURE_POLL_S = 0.5
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class OpenedJob:
 
     job_id: str
     physical: str
+    collection: str
 
 
 def submit(
@@ -95,18 +100,19 @@ def open_job(
         sparse="sparse" in outputs,
         colbert_dim=description.colbert_dim if "colbert" in outputs else None,
     )
-    physical = store.ensure_collection(request.collection, shape)
+    # under the collection's guard, so a re-index cannot move the alias in between
+    with reindexing.collection_guard(sessions, request.collection) as guard:
+        physical = store.ensure_collection(request.collection, shape)
+        job_id = guard.create_job(
+            kind="ingest",
+            collection=request.collection,
+            model=request.model,
+            options=_job_options(request, outputs, physical),
+            tenant=tenant,
+        )
     store.begin_bulk_load(physical)
-    job_id = jobs.create_job(
-        sessions,
-        kind="ingest",
-        collection=request.collection,
-        model=request.model,
-        options=_job_options(request, outputs, physical),
-        tenant=tenant,
-    )
     logger.info("job %s: ingesting into %s (%s)", job_id, request.collection, physical)
-    return OpenedJob(job_id, physical)
+    return OpenedJob(job_id, physical, request.collection)
 
 
 def add_documents(
@@ -125,19 +131,43 @@ def add_documents(
     ``high_water_mark``, so the broker never holds a whole corpus (None: never
     waits, for a caller that checked the queue before taking the documents).
     """
-    documents = _accepted(outcomes, sessions=sessions, job_id=job_id)
-    batches = 0
-    for batch in length_bucketed(documents, batch_size=batch_size):
-        ref = jobs.add_batch(
-            sessions, job_id=job_id, documents=[document.as_payload() for document in batch]
-        )
+    documents = accepted(outcomes, sessions=sessions, job_id=job_id)
+    return publish_batches(
+        job_id,
+        length_bucketed(documents, batch_size=batch_size),
+        sessions=sessions,
+        queue=queue,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+    )
+
+
+def publish_batches(
+    job_id: str,
+    batches: Iterable[Sequence[Payload]],
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    high_water_mark: int | None,
+    on_batch: Callable[[str], None] | None = None,
+) -> int:
+    """Record each batch in the ledger, then publish it (after the backpressure wait)."""
+    published = 0
+    for batch in batches:
+        ref = jobs.add_batch(sessions, job_id=job_id, documents=[i.as_payload() for i in batch])
         if high_water_mark is not None:
-            _wait_below(queue, high_water_mark)
+            wait_below(queue, high_water_mark)
         queue.publish(ref.id)
-        batches += 1
+        published += 1
         if on_batch is not None:
             on_batch(job_id)
-    return batches
+    return published
+
+
+class Payload(Protocol):
+    """What a batch holds: a document, or a query with its candidates."""
+
+    def as_payload(self) -> dict[str, Any]: ...
 
 
 def seal(
@@ -148,6 +178,9 @@ def seal(
     status = jobs.seal_job(sessions, job_id=job.job_id)
     if status in jobs.JOB_ENDED:
         store.finish_bulk_load(job.physical)  # every batch already ran (in-process, or none)
+        # a re-index of the collection may now catch up with what this job wrote
+        finish_reindex_of_collection(sessions, store, queue.publish, collection=job.collection)
+        queue.drain()
     return status
 
 
@@ -176,13 +209,13 @@ def read_all(files: Iterable[Path]) -> Iterator[Document | Rejected]:
         yield from read_documents(path, seen=seen)
 
 
-def _accepted(
-    outcomes: Iterable[Document | Rejected], *, sessions: sessionmaker[Session], job_id: str
-) -> Iterator[Document]:
-    """The documents; rejected lines go to the ledger as failures along the way."""
+def accepted(
+    outcomes: Iterable[Item | Rejected], *, sessions: sessionmaker[Session], job_id: str
+) -> Iterator[Item]:
+    """The documents (or queries); rejected lines go to the ledger as failures along the way."""
     rejected: list[jobs.Failure] = []
     for outcome in outcomes:
-        if isinstance(outcome, Document):
+        if not isinstance(outcome, Rejected):
             yield outcome
             continue
         rejected.append(
@@ -195,7 +228,7 @@ def _accepted(
         jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
 
 
-def _wait_below(queue: BatchQueue, high_water_mark: int) -> None:
+def wait_below(queue: BatchQueue, high_water_mark: int) -> None:
     """Backpressure: hold the next batch while the broker already has plenty queued."""
     waited = False
     while queue.depth() >= high_water_mark:

@@ -54,21 +54,32 @@ def read_documents(path: Path, *, seen: set[str] | None = None) -> Iterator[Docu
     Pass the same ``seen`` set for every file of a job, so ids are unique across all of them.
     """
     seen = set() if seen is None else seen
+    for number, raw in read_lines(path):
+        outcome = parse_line(raw, number)
+        if isinstance(outcome, Document):
+            if outcome.id in seen:
+                reason = f"line {number} of {path.name}: duplicate id {outcome.id!r}"
+                outcome = Rejected(number, reason, outcome.id)
+            else:
+                seen.add(outcome.id)
+        yield outcome
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Each non-blank line of a file (gunzipped if need be) with its line number."""
     with _open(path) as lines:
         for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            outcome = parse_line(raw, number)
-            if isinstance(outcome, Document):
-                if outcome.id in seen:
-                    reason = f"line {number} of {path.name}: duplicate id {outcome.id!r}"
-                    outcome = Rejected(number, reason, outcome.id)
-                else:
-                    seen.add(outcome.id)
-            yield outcome
+            if raw.strip():
+                yield number, raw
 
 
 def parse_line(raw: bytes, number: int) -> Document | Rejected:
+    row = parse_row(raw, number)
+    return row if isinstance(row, Rejected) else _document(row, number)
+
+
+def parse_row(raw: bytes, number: int) -> dict[str, Any] | Rejected:
+    """The JSON object on one line, or why there is none."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -79,7 +90,7 @@ def parse_line(raw: bytes, number: int) -> Document | Rejected:
         return Rejected(number, f"line {number} is not JSON: {error.msg} at column {error.colno}")
     if not isinstance(row, dict):
         return Rejected(number, f"line {number} is not a JSON object")
-    return _document(row, number)
+    return row
 
 
 def _document(row: dict[str, Any], number: int) -> Document | Rejected:

@@ -52,7 +52,9 @@ from embedq.jobs.records import (
     FailureView,
     JobView,
     NewApiKey,
+    RerankResult,
 )
+from embedq.jobs.results import complete_rerank_batch, list_results
 from embedq.jobs.status import (
     BATCH_ENDED,
     BATCH_OPEN,
@@ -86,6 +88,7 @@ __all__ = [
     "JobView",
     "LedgerUnavailableError",
     "NewApiKey",
+    "RerankResult",
     "SchemaOutOfDateError",
     "add_batch",
     "authenticate",
@@ -93,6 +96,7 @@ __all__ = [
     "check_schema",
     "claim_batch",
     "complete_batch",
+    "complete_rerank_batch",
     "count_jobs_by_status",
     "create_api_key",
     "create_job",
@@ -106,6 +110,7 @@ __all__ = [
     "list_batches",
     "list_failures",
     "list_jobs",
+    "list_results",
     "make_engine",
     "make_sessions",
     "migrate",

@@ -21,6 +21,9 @@ JOBS_PAGE = 50
 FAILURES_PAGE = 100
 """Default number of document failures one listing returns."""
 
+RESULTS_PAGE = 1000
+"""Default number of rerank results one listing returns."""
+
 VERSION_TABLE = "embedq_alembic_version"
 """Alembic's revision table, named for embedq so a shared database can hold other apps' too."""
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,10 +33,12 @@ from embedq.jobs.steps import (
     add_to_job,
     apply,
     claimable,
+    complete_running_batch,
     end_batch,
     fail_batch_documents,
     finish_if_ended,
     insert_batches,
+    insert_job,
     lock_job,
     lock_live_batch,
     record_failures,
@@ -66,25 +67,10 @@ def create_job(
     tenant sees the job through a tenant-scoped query. None for jobs of the ledger's own
     users (the command line), which only unscoped queries see.
     """
-    job_kind = JobKind(kind)
-    now = moment()
-    job_id = uuid4().hex
     with transaction(sessions) as s:
-        s.add(
-            Job(
-                id=job_id,
-                tenant=tenant,
-                kind=job_kind.value,
-                status=JobStatus.pending,
-                collection=collection,
-                model=model,
-                options=dict(options or {}),
-                sealed=False,
-                created_at=now,
-                updated_at=now,
-            )
+        return insert_job(
+            s, kind=kind, collection=collection, model=model, options=options, tenant=tenant
         )
-    return job_id
 
 
 def add_batch(
@@ -93,14 +79,21 @@ def add_batch(
     job_id: str,
     documents: Documents,
     parent_id: str | None = None,
+    catch_up: bool = False,
 ) -> BatchRef:
-    """Record a queued batch and its documents; a root batch adds them to the job's total."""
+    """Record a queued batch and its documents; a root batch adds them to the job's total.
+
+    ``catch_up`` batches may join a sealed re-index that has not ended: documents
+    ingested into its collection while it ran.
+    """
     if not documents:
         raise InvalidBatchError("a batch needs at least one document")
     now = moment()
     with transaction(sessions) as s:
         job = lock_job(s, job_id)
-        _check_open(job, root=parent_id is None)
+        if catch_up and job.kind != JobKind.reindex.value:
+            raise InvalidBatchError("only a re-index takes catch-up batches")
+        _check_open(job, root=parent_id is None and not catch_up)
         if parent_id is not None:
             _check_parent(s, job_id=job_id, parent_id=parent_id)
         [ref] = insert_batches(s, job, [documents], parent_id=parent_id, now=now)
@@ -293,29 +286,16 @@ def complete_batch(
     task ran twice, or the job was cancelled. ``documents_done`` plus the failures must
     equal the batch's documents. ``job_ended`` is the job's status if it ended with this.
     """
-    now = moment()
     with transaction(sessions) as s:
-        live = lock_live_batch(s, batch_id, now)
-        if live is None:
-            return Completion(counted=False)
-        job, batch = live
-        if batch.status != BatchStatus.running:
-            return Completion(counted=False)
-        _check_counts(batch, documents_done, chunks_done, tokens_done, failures)
-        if not end_batch(s, batch_id, BatchStatus.succeeded, now=now):
-            return Completion(counted=False)
-        record_failures(s, job_id=job.id, batch_id=batch_id, failures=failures, now=now)
-        add_to_job(
+        return complete_running_batch(
             s,
-            job.id,
-            now,
+            batch_id,
+            moment(),
             documents_done=documents_done,
             chunks_done=chunks_done,
             tokens_done=tokens_done,
-            documents_failed=len(failures),
-            batches_done=1,
+            failures=failures,
         )
-        return Completion(counted=True, job_ended=finish_if_ended(s, job.id, now))
 
 
 def fail_batch(sessions: sessionmaker[Session], *, batch_id: str, error: str) -> bool:
@@ -377,22 +357,6 @@ def _check_parent(s: Session, *, job_id: str, parent_id: str) -> None:
     if parent.status != BatchStatus.split:
         # a child's documents count through its parent, which must therefore not count them
         raise InvalidBatchError(f"batch {parent_id} is {parent.status.value}, not split")
-
-
-def _check_counts(
-    batch: Batch,
-    documents_done: int,
-    chunks_done: int,
-    tokens_done: int,
-    failures: Sequence[Failure],
-) -> None:
-    if min(documents_done, chunks_done, tokens_done) < 0:
-        raise InvalidBatchError("counts cannot be negative")
-    if documents_done + len(failures) != batch.documents:
-        raise InvalidBatchError(
-            f"batch {batch.id} has {batch.documents} documents, but {documents_done} done "
-            f"and {len(failures)} failed were reported"
-        )
 
 
 def _close_job(

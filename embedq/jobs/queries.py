@@ -88,7 +88,7 @@ def list_failures(
     """A job's document failures in the order they were recorded."""
     query = (
         select(DocumentFailure)
-        .where(DocumentFailure.job_id == job_id, _job_of(tenant, job_id))
+        .where(DocumentFailure.job_id == job_id, job_of(tenant, job_id))
         .order_by(DocumentFailure.id)
         .limit(limit)
         .offset(offset)
@@ -102,9 +102,7 @@ def list_batches(
 ) -> list[BatchView]:
     """Every batch of a job, split ones and their children included, in creation order."""
     query = (
-        select(Batch)
-        .where(Batch.job_id == job_id, _job_of(tenant, job_id))
-        .order_by(Batch.sequence)
+        select(Batch).where(Batch.job_id == job_id, job_of(tenant, job_id)).order_by(Batch.sequence)
     )
     with transaction(sessions, read_only=True) as s:
         return [batch_view(batch) for batch in s.scalars(query)]
@@ -145,7 +143,7 @@ def queued_batches(
         return list(s.scalars(query))
 
 
-def _job_of(tenant: str | None, job_id: str) -> ColumnElement[bool]:
+def job_of(tenant: str | None, job_id: str) -> ColumnElement[bool]:
     """True when the job belongs to ``tenant``; always true without one."""
     if tenant is None:
         return true()

@@ -127,6 +127,16 @@ class FailureView:
     created_at: datetime
 
 
+@dataclass(frozen=True, kw_only=True)
+class RerankResult:
+    """One candidate's score for one query, and its rank there (1 is the highest score)."""
+
+    query_id: str
+    candidate_id: str
+    score: float
+    rank: int
+
+
 @dataclass(frozen=True)
 class ApiKeyView:
     """An API key as listed: never its secret, nor the secret's hash."""

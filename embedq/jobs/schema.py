@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -173,6 +174,24 @@ class DocumentFailure(Base):
     line: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class RerankResult(Base):
+    """One candidate's score for one query of a rerank job, and its rank among the query's."""
+
+    __tablename__ = "rerank_results"
+    __table_args__ = (
+        # results are read a query at a time, best first
+        Index(None, "job_id", "query_id", "rank"),
+    )
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    query_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # a log of which batch wrote it, not a reference (like a failure's)
+    batch_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    score: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
 
 
 class ApiKey(Base):

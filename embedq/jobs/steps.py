@@ -6,7 +6,7 @@ Each takes the open session of a transaction in ``ledger``; none commits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import uuid4
@@ -15,11 +15,19 @@ from sqlalchemy import ColumnElement, CursorResult, and_, delete, insert, or_, s
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Update
 
-from embedq.jobs.errors import BatchNotFoundError, JobNotFoundError
+from embedq.jobs.clock import moment
+from embedq.jobs.errors import BatchNotFoundError, InvalidBatchError, JobNotFoundError
 from embedq.jobs.queries import open_batch_count
-from embedq.jobs.records import BatchRef, Documents, Failure
+from embedq.jobs.records import BatchRef, Completion, Documents, Failure
 from embedq.jobs.schema import Batch, BatchPayload, DocumentFailure, Job
-from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobStatus, ending_status
+from embedq.jobs.status import (
+    JOB_ENDED,
+    JOB_OPEN,
+    BatchStatus,
+    JobKind,
+    JobStatus,
+    ending_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,35 @@ def claimable(now: datetime) -> ColumnElement[bool]:
 
 
 # --- changes --------------------------------------------------------------------------
+
+
+def insert_job(
+    s: Session,
+    *,
+    kind: JobKind | str,
+    collection: str,
+    model: str,
+    options: dict[str, Any] | None,
+    tenant: str | None,
+) -> str:
+    """Add a pending job to the transaction; returns its new id."""
+    now = moment()
+    job_id = uuid4().hex
+    s.add(
+        Job(
+            id=job_id,
+            tenant=tenant,
+            kind=JobKind(kind).value,
+            status=JobStatus.pending,
+            collection=collection,
+            model=model,
+            options=dict(options or {}),
+            sealed=False,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return job_id
 
 
 def insert_batches(
@@ -142,6 +179,63 @@ def cancel_batch(s: Session, batch_id: str, now: datetime) -> None:
     end_batch(s, batch_id, BatchStatus.cancelled, now=now, guard=open_)
 
 
+def complete_running_batch(
+    s: Session,
+    batch_id: str,
+    now: datetime,
+    *,
+    documents_done: int,
+    chunks_done: int = 0,
+    tokens_done: int = 0,
+    failures: Sequence[Failure] = (),
+    record: Callable[[Session, str], None] | None = None,
+) -> Completion:
+    """Succeed a running batch and count it; ``record(s, job_id)`` writes its results first.
+
+    Nothing is counted or recorded when the batch is not running (the task ran twice)
+    or its job has ended.
+    """
+    live = lock_live_batch(s, batch_id, now)
+    if live is None:
+        return Completion(counted=False)
+    job, batch = live
+    if batch.status != BatchStatus.running:
+        return Completion(counted=False)
+    check_counts(batch, documents_done, chunks_done, tokens_done, failures)
+    if not end_batch(s, batch_id, BatchStatus.succeeded, now=now):
+        return Completion(counted=False)
+    if record is not None:
+        record(s, job.id)
+    record_failures(s, job_id=job.id, batch_id=batch_id, failures=failures, now=now)
+    add_to_job(
+        s,
+        job.id,
+        now,
+        documents_done=documents_done,
+        chunks_done=chunks_done,
+        tokens_done=tokens_done,
+        documents_failed=len(failures),
+        batches_done=1,
+    )
+    return Completion(counted=True, job_ended=finish_if_ended(s, job.id, now))
+
+
+def check_counts(
+    batch: Batch,
+    documents_done: int,
+    chunks_done: int,
+    tokens_done: int,
+    failures: Sequence[Failure],
+) -> None:
+    if min(documents_done, chunks_done, tokens_done) < 0:
+        raise InvalidBatchError("counts cannot be negative")
+    if documents_done + len(failures) != batch.documents:
+        raise InvalidBatchError(
+            f"batch {batch.id} has {batch.documents} documents, but {documents_done} done "
+            f"and {len(failures)} failed were reported"
+        )
+
+
 def fail_batch_documents(
     s: Session, batch: Batch, *, reason: str, guard: ColumnElement[bool], now: datetime
 ) -> bool:
@@ -194,6 +288,8 @@ def finish_if_ended(s: Session, job_id: str, now: datetime) -> JobStatus | None:
     ).one()
     if not job.sealed or job.status in JOB_ENDED or open_batch_count(s, job_id):
         return None
+    if job.kind == JobKind.reindex.value:
+        return None  # ended by its finisher, once caught up and swapped (jobs.reindexing)
     status = ending_status(documents_done=job.documents_done, documents_failed=job.documents_failed)
     finished = apply(
         s,

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embedq.errors import InvalidSettingError, ModelLoadError, UnsupportedOutputError
-from embedq.models.loading import M3_HEAD_FILES
+from embedq.models.loading import M3_HEAD_FILES, local_path
 from embedq.models.results import OUTPUTS
 
 
@@ -50,8 +51,29 @@ class ModelDescription:
 
 def describe_model(model: str | Path) -> ModelDescription:
     """Read a local folder, or only the small files of a hub model."""
-    folder = Path(model).expanduser()
-    if folder.is_dir():
+    files, config = _read_config(model)
+    m3 = all(head in files for head in M3_HEAD_FILES)
+    offers = frozenset(OUTPUTS if m3 else ("dense",))
+    return ModelDescription(name=str(model), dense_dim=int(config.hidden_size), offers=offers)
+
+
+def check_reranker(model: str | Path) -> None:
+    """Refuse a model that is not a cross-encoder with one relevance logit, from its config."""
+    _, config = _read_config(model)
+    architectures = list(getattr(config, "architectures", None) or [])
+    classifier = any(name.endswith("ForSequenceClassification") for name in architectures)
+    if not classifier or config.num_labels != 1:
+        raise ModelLoadError(
+            f"model {str(model)!r} is not a reranker: a cross-encoder (…ForSequenceClassification "
+            f"with one label) is needed, its config names {architectures or 'no architecture'} "
+            f"with {config.num_labels} label(s)"
+        )
+
+
+def _read_config(model: str | Path) -> tuple[set[str], Any]:
+    """The model's file names and its transformers configuration."""
+    folder = local_path(model)
+    if _is_dir(folder):
         files = {path.name for path in folder.iterdir()}
         config_path = folder / "config.json"
     else:
@@ -60,10 +82,18 @@ def describe_model(model: str | Path) -> ModelDescription:
         raise ModelLoadError(f"model {str(model)!r} has no config.json")
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(config_path.parent))
-    m3 = all(head in files for head in M3_HEAD_FILES)
-    offers = frozenset(OUTPUTS if m3 else ("dense",))
-    return ModelDescription(name=str(model), dense_dim=int(config.hidden_size), offers=offers)
+    try:
+        config = AutoConfig.from_pretrained(str(config_path.parent))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"model {str(model)!r} has an unreadable config: {error}") from error
+    return files, config
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for a path, say: then it is no folder
+        return False
 
 
 def _hub_files(repo_id: str) -> tuple[set[str], Path]:

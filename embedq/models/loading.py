@@ -24,9 +24,17 @@ _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl
 _NO_LIMIT = 10**6
 
 
+def local_path(model: str | Path) -> Path:
+    """The model as a path, ``~`` expanded; ``~name`` of an unknown user is taken literally."""
+    try:
+        return Path(model).expanduser()
+    except RuntimeError:  # no such user: not a folder of ours, perhaps a hub id
+        return Path(model)
+
+
 def resolve_model_dir(model: str | Path) -> Path:
     """A local folder as it is; anything else is a hub id, fetched (or read from the cache)."""
-    path = Path(model).expanduser()
+    path = local_path(model)
     if path.is_dir():
         return path
     if path.exists():

@@ -13,6 +13,7 @@ from celery import Celery
 from embedq.settings import Settings
 
 EMBED_BATCH = "embedq.embed_batch"
+REINDEX_BATCH = "embedq.reindex_batch"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -27,7 +28,11 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
-        broker_transport_options={"visibility_timeout": settings.task_time_limit * 2},
+        broker_transport_options={
+            "visibility_timeout": settings.task_time_limit * 2,
+            # queues in the order a worker names them: ingestion first, re-indexing after
+            "queue_order_strategy": "priority",
+        },
         task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs import open_ledger
-from embedq.models import Embedder, EmbeddingResult
+from embedq.models import Embedder, EmbeddingResult, Reranker
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore, connect
 from embedq.workers.writer import BatchWriter
@@ -40,6 +40,17 @@ class BatchEmbedder(Protocol):
 EmbedderLoader = Callable[[Settings, str, dict[str, Any]], BatchEmbedder]
 
 
+class PairScorer(Protocol):
+    """What a rerank batch needs of a model: the runtime's ``Reranker`` or a stand-in."""
+
+    def score_each(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[list[float | None], dict[int, str]]: ...
+
+
+RerankerLoader = Callable[[Settings, str], PairScorer]
+
+
 def load_embedder(settings: Settings, model: str, options: dict[str, Any]) -> BatchEmbedder:
     return Embedder.load(
         model,
@@ -49,6 +60,10 @@ def load_embedder(settings: Settings, model: str, options: dict[str, Any]) -> Ba
         long_text=options.get("long_text") or "chunk",
         outputs=options.get("outputs"),
     )
+
+
+def load_reranker(settings: Settings, model: str) -> PairScorer:
+    return Reranker.load(model, device=settings.device, memory_budget=settings.memory_budget)
 
 
 @dataclass
@@ -62,7 +77,11 @@ class WorkerContext:
     writer: BatchWriter | None = None
     # Told of every batch write that ended, with its outcome and stage times.
     on_written: Callable[[BatchOutcome], None] | None = None
+    # Where a re-index's catch-up batches go (its own queue under Celery).
+    publish_reindex: Callable[[str], None] | None = None
+    reranker_loader: RerankerLoader = load_reranker
     _embedders: dict[tuple, BatchEmbedder] = field(default_factory=dict)
+    _rerankers: dict[str, PairScorer] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerContext:
@@ -79,6 +98,13 @@ class WorkerContext:
             logger.info("worker %s loads %s %s", self.worker_id, model, options)
             self._embedders[key] = self.loader(self.settings, model, options)
         return self._embedders[key]
+
+    def reranker(self, model: str) -> PairScorer:
+        """The loaded reranker for a rerank job's model, loading it on first use."""
+        if model not in self._rerankers:
+            logger.info("worker %s loads reranker %s", self.worker_id, model)
+            self._rerankers[model] = self.reranker_loader(self.settings, model)
+        return self._rerankers[model]
 
 
 def new_worker_id() -> str:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -26,10 +26,13 @@ from embedq.models import EmbeddingResult
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
 from embedq.workers.qdrant_store import PointData
+from embedq.workers.reindex import finish_reindex, finish_reindex_of_collection
+from embedq.workers.rerank_batch import rerank_claim
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[str], None]
+Done = TypeVar("Done")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
         logger.info("batch %s is not ours to run (done, cancelled or leased)", batch_id)
         return BatchOutcome("skipped", timings=clock.seconds)
     lease = LeaseKeeper(context, claim.batch_id).start()
+    if claim.kind == jobs.JobKind.rerank:  # results go to the ledger: no Qdrant, no writer
+        return _rerank(context, claim, clock, lease, publish=publish)
     try:
         embedded = _embed_or_split(context, claim, clock, publish=publish)
     except BaseException:
@@ -95,7 +100,7 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
         raise
     if isinstance(embedded, BatchOutcome):  # split or failed: nothing to write
         lease.stop()
-        finish_bulk_load_if_ended(context, claim)
+        after_batch(context, claim, None)
         return embedded
     write = functools.partial(write_batch, context, claim, embedded, clock, lease)
     if context.writer is None:
@@ -110,15 +115,57 @@ def _embed_or_split(
     context: WorkerContext, claim: jobs.Claim, clock: StageClock, *, publish: Publish
 ) -> BatchSummary | BatchOutcome:
     """The batch's points, or the outcome of a batch that cannot be embedded as it is."""
+    return _run_or_split(context, claim, clock, "embed", embed_claim, publish=publish)
+
+
+def _run_or_split(
+    context: WorkerContext,
+    claim: jobs.Claim,
+    clock: StageClock,
+    stage: str,
+    work: Callable[[WorkerContext, jobs.Claim], Done],
+    *,
+    publish: Publish,
+) -> Done | BatchOutcome:
+    """What ``work`` makes of the batch, or the outcome of a batch it cannot finish as it is."""
     try:
-        with _released_on_retryable(context, claim.batch_id), clock.stage("embed"):
-            return embed_claim(context, claim)
+        with _released_on_retryable(context, claim.batch_id), clock.stage(stage):
+            return work(context, claim)
     except (torch.OutOfMemoryError, MemoryError):
         pass  # split below, outside the except block, so the failed pass's memory is released
     except PermanentError as error:  # the same batch would fail the same way on any worker
         return _failed(context, claim, error, clock)
     outcome = split_or_fail(context, claim, publish=publish)
     return dataclasses.replace(outcome, timings=clock.seconds)
+
+
+def _rerank(
+    context: WorkerContext,
+    claim: jobs.Claim,
+    clock: StageClock,
+    lease: LeaseKeeper,
+    *,
+    publish: Publish,
+) -> BatchOutcome:
+    """Score and rank the batch's queries; their results are recorded as the batch completes."""
+    try:
+        ranked = _run_or_split(context, claim, clock, "rerank", rerank_claim, publish=publish)
+        if isinstance(ranked, BatchOutcome):
+            return ranked
+        with clock.stage("complete"):
+            jobs.complete_rerank_batch(
+                context.sessions,
+                batch_id=claim.batch_id,
+                results=ranked.results,
+                failures=ranked.failures,
+            )
+    finally:
+        lease.stop()
+    outcome = BatchOutcome(
+        "succeeded", ranked.queries_done, len(ranked.failures), timings=clock.seconds
+    )
+    logger.info("batch %s: %s (%s)", claim.batch_id, outcome.status, outcome.stages())
+    return outcome
 
 
 def write_batch(
@@ -149,11 +196,7 @@ def write_batch(
         )
     finally:
         lease.stop()
-    if completion is not None and completion.counted:  # the ledger told whether the job ended
-        if completion.job_ended is not None:
-            context.store.finish_bulk_load(physical_collection(claim))
-    else:  # a failure, or the job ended otherwise meanwhile (cancelled): ask
-        finish_bulk_load_if_ended(context, claim)
+    after_batch(context, claim, completion)
     logger.info("batch %s: %s (%s)", claim.batch_id, outcome.status, outcome.stages())
     if context.on_written is not None:
         context.on_written(outcome)
@@ -173,11 +216,49 @@ def physical_collection(claim: jobs.Claim) -> str:
     return str(claim.options["physical_collection"])
 
 
-def finish_bulk_load_if_ended(context: WorkerContext, claim: jobs.Claim) -> None:
+def after_batch(
+    context: WorkerContext, claim: jobs.Claim, completion: jobs.Completion | None
+) -> None:
+    """What a batch's end sets off: a re-index's next step, or the end of its job's load.
+
+    ``completion`` is what completing it said (None for a failure or a split).
+    """
+    if claim.kind == jobs.JobKind.reindex:
+        finish_reindex(
+            context.sessions, context.store, _reindex_publisher(context), job_id=claim.job_id
+        )
+        return
+    if completion is not None and completion.counted:  # the ledger told whether the job ended
+        ended = completion.job_ended is not None
+        if ended:
+            context.store.finish_bulk_load(physical_collection(claim))
+    else:  # a failure, or the job ended otherwise meanwhile (cancelled): ask
+        ended = finish_bulk_load_if_ended(context, claim)
+    if ended:  # an ingestion ended: a re-index of its collection may catch up with it
+        finish_reindex_of_collection(
+            context.sessions,
+            context.store,
+            _reindex_publisher(context),
+            collection=claim.collection,
+        )
+
+
+def finish_bulk_load_if_ended(context: WorkerContext, claim: jobs.Claim) -> bool:
     """Whoever ends the job restores the index that was deferred while it loaded."""
     view = jobs.get_job(context.sessions, job_id=claim.job_id)
     if view is not None and view.ended:
         context.store.finish_bulk_load(physical_collection(claim))
+        return True
+    return False
+
+
+def _reindex_publisher(context: WorkerContext) -> Publish:
+    def publish(batch_id: str) -> None:
+        if context.publish_reindex is None:
+            raise RuntimeError("this worker context cannot queue re-index batches")
+        context.publish_reindex(batch_id)
+
+    return publish
 
 
 @contextlib.contextmanager
@@ -227,6 +308,7 @@ def summarise(
                     dense=chunk.dense,
                     sparse=chunk.sparse,
                     colbert=chunk.colbert,
+                    document=document["text"] if index == 0 and text != document["text"] else None,
                 )
             )
             chunks += 1

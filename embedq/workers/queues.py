@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore
-from embedq.workers.writer import BatchWriter
+from embedq.workers.writer import BatchWriter, on_writer_thread
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ class InProcessQueue:
     """Runs each published batch at once, here; splits are run before returning.
 
     The embedded default: the same pipeline as a worker's, without a broker. With a
-    ``writer``, batch writes run in the background and ``drain`` waits for them.
+    ``writer``, batch writes run in the background and ``drain`` waits for them. A
+    batch published from the writer's thread (a re-index's catch-up) is only queued:
+    the caller's next ``publish`` or ``drain`` runs it.
     """
 
     def __init__(
@@ -48,8 +50,22 @@ class InProcessQueue:
 
     def publish(self, batch_id: str) -> None:
         self._pending.append(batch_id)
-        if self._running:  # a split published from inside a run: picked up by the loop below
-            return
+        if self._running or on_writer_thread():
+            return  # picked up by the loop under way, or by the caller's next call
+        self._run_pending()
+
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def drain(self) -> None:
+        while True:
+            if self._writer is not None:
+                self._writer.drain()
+            if not self._pending:
+                return
+            self._run_pending()
+
+    def _run_pending(self) -> None:
         self._running = True
         try:
             while self._pending:
@@ -57,30 +73,25 @@ class InProcessQueue:
         finally:
             self._running = False
 
-    def depth(self) -> int:
-        return len(self._pending)
-
-    def drain(self) -> None:
-        if self._writer is not None:
-            self._writer.drain()
-
 
 class CeleryQueue:
-    """Sends one Celery task per batch; depth is the Redis list behind the queue."""
+    """Sends one Celery task per batch; depth is the Redis list behind the queue.
 
-    def __init__(self, settings: Settings) -> None:
+    Re-index batches go to their own queue and task (rate-limited, served after ingestion).
+    """
+
+    def __init__(self, settings: Settings, *, reindex: bool = False) -> None:
         import redis
 
-        from embedq.workers.celery_app import make_celery
+        from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
 
         self._app = make_celery(settings)
-        self._queue = settings.queue
+        self._queue = settings.reindex_queue if reindex else settings.queue
+        self._task = REINDEX_BATCH if reindex else EMBED_BATCH
         self._redis = redis.Redis.from_url(str(settings.broker_url))
 
     def publish(self, batch_id: str) -> None:
-        from embedq.workers.celery_app import EMBED_BATCH
-
-        self._app.send_task(EMBED_BATCH, args=[batch_id], queue=self._queue)
+        self._app.send_task(self._task, args=[batch_id], queue=self._queue)
 
     def depth(self) -> int:
         return int(self._redis.llen(self._queue))
@@ -90,7 +101,11 @@ class CeleryQueue:
 
 
 def make_queue(
-    settings: Settings, *, sessions: sessionmaker[Session], store: QdrantStore
+    settings: Settings,
+    *,
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    reindex: bool = False,
 ) -> BatchQueue:
     """Celery when a broker is configured, else batches run in this process.
 
@@ -99,12 +114,14 @@ def make_queue(
     so only writes to a Qdrant server go to a background writer.
     """
     if settings.broker_url:
-        return CeleryQueue(settings)
+        return CeleryQueue(settings, reindex=reindex)
     from embedq.workers.context import WorkerContext
     from embedq.workers.pipeline import process_batch
 
     writer = BatchWriter() if settings.qdrant_url is not None else None
     context = WorkerContext(settings=settings, sessions=sessions, store=store, writer=writer)
-    return InProcessQueue(
+    queue = InProcessQueue(
         lambda batch_id, publish: process_batch(context, batch_id, publish=publish), writer
     )
+    context.publish_reindex = queue.publish  # one queue here: re-index batches run in turn
+    return queue

@@ -14,12 +14,14 @@ lease's length, as Celery's own retry would.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from embedq.errors import RetryableError
 from embedq.settings import Settings
+from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
 from embedq.workers.reaper import Reaper
@@ -35,23 +37,52 @@ _process: dict[str, object] = {}
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(
-        name="embedq.embed_batch",
-        bind=True,
-        autoretry_for=(RetryableError,),
-        retry_backoff=True,
-        retry_backoff_max=RETRY_BACKOFF_MAX_S,
-        max_retries=MAX_RETRIES,
-    )
-    def embed_batch(task: Task, batch_id: str) -> None:
+    retrying = {
+        # this app's own tasks: a shared task would keep the first app's settings process-wide
+        "shared": False,
+        "bind": True,
+        "autoretry_for": (RetryableError,),
+        "retry_backoff": True,
+        "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+        "max_retries": MAX_RETRIES,
+    }
+
+    def run(batch_id: str, *, queue: str, task_name: str) -> None:
         context = worker_context(settings)
 
-        def publish(child_id: str) -> None:
-            task.app.send_task("embedq.embed_batch", args=[child_id], queue=settings.queue)
+        def publish(child_id: str) -> None:  # a split's halves go where their parent came from
+            app.send_task(task_name, args=[child_id], queue=queue)
 
         outcome = process_batch(context, str(batch_id), publish=publish)
         if outcome.status != "writing":  # a handed-over batch is logged when its write ends
             logger.info("batch %s: %s (%s)", batch_id, outcome.status, outcome.stages())
+
+    @app.task(name=EMBED_BATCH, **retrying)
+    def embed_batch(task: Task, batch_id: str) -> None:
+        run(batch_id, queue=settings.queue, task_name=EMBED_BATCH)
+
+    # re-index batches: their own queue (served after ingestion's) and rate limit
+    @app.task(name=REINDEX_BATCH, rate_limit=settings.reindex_rate_limit, **retrying)
+    def reindex_batch(task: Task, batch_id: str) -> None:
+        run(batch_id, queue=settings.reindex_queue, task_name=REINDEX_BATCH)
+
+    def publish_reindex(batch_id: str) -> None:
+        reindex_batch.apply_async(args=[batch_id], queue=settings.reindex_queue)
+
+    def publish_again(batch_id: str, delay: float | None = None) -> None:
+        # a retried write or an expired lease: the ingestion queue takes any batch
+        embed_batch.apply_async(args=[batch_id], countdown=delay)
+
+    _connect_process_signals(settings, publish_again=publish_again, publish_reindex=publish_reindex)
+
+
+def _connect_process_signals(
+    settings: Settings,
+    *,
+    publish_again: Callable[[str, float | None], None],
+    publish_reindex: Callable[[str], None],
+) -> None:
+    """Per worker process, after the fork: the context, its writer, the reaper; at exit, stop."""
 
     def retry_write(batch_id: str, error: Exception) -> None:
         if not isinstance(error, RetryableError):
@@ -60,14 +91,15 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             return
         delay = settings.lease_seconds
         logger.warning("writing batch %s failed (%s): queued in %.0f s", batch_id, error, delay)
-        embed_batch.apply_async(args=[batch_id], countdown=delay)
+        publish_again(batch_id, delay)
 
     @worker_process_init.connect(weak=False)
     def _start(**_: object) -> None:
         context = worker_context(settings)
         if settings.qdrant_url is not None:  # a local folder's client keeps to one thread
             context.writer = BatchWriter(on_error=retry_write)
-        reaper = Reaper(context, publish=lambda b: embed_batch.apply_async(args=[b]))
+        context.publish_reindex = publish_reindex
+        reaper = Reaper(context, publish=lambda batch_id: publish_again(batch_id, None))
         reaper.start()
         _process["reaper"] = reaper
 

@@ -18,6 +18,7 @@ takes the batch over.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -30,12 +31,19 @@ T = TypeVar("T")
 # one, the error is raised in the caller's thread by the next ``submit`` or ``drain``.
 OnError = Callable[[str, Exception], None]
 
+THREAD_PREFIX = "embedq-writer"
+
+
+def on_writer_thread() -> bool:
+    """Whether this code runs on a writer's thread (which must not run batches itself)."""
+    return threading.current_thread().name.startswith(THREAD_PREFIX)
+
 
 class BatchWriter:
     """Runs one batch write at a time on a background thread."""
 
     def __init__(self, *, on_error: OnError | None = None) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedq-writer")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
         self._on_error = on_error
         self._last: Future[object] | None = None
 

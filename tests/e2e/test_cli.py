@@ -71,3 +71,22 @@ def test_errors_are_one_clear_line(run, tmp_path):
     assert missing.stderr.strip().startswith("embedq: cannot read")
     unknown = run("status", "no-such-job")
     assert unknown.returncode == 2 and "no-such-job" in unknown.stderr
+
+
+def test_reindex_rollback_and_gc(run, tmp_path, scifact_texts, build_model):
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(scifact_texts[:8]))
+    )
+    model = str(build_model(style="bert", m3_heads=False, shape=None))
+    assert run("ingest", str(corpus), "--collection", "c", "--model", model).returncode == 0
+    reindex = run("reindex", "c", "--max-length", "64", "--wait", "--json")
+    assert reindex.returncode == 0, reindex.stderr
+    job = json.loads(reindex.stdout)
+    assert (job["kind"], job["status"], job["documents_done"]) == ("reindex", "succeeded", 8)
+    assert job["options"]["physical_collection"] == "c__v2"
+    back = run("rollback", "c")
+    assert back.returncode == 0 and "c__v1" in back.stdout
+    assert json.loads(run("gc", "c").stdout) == ["c__v2"]
+    again = run("rollback", "c")
+    assert again.returncode == 2 and "rolled back already" in again.stderr

@@ -230,3 +230,39 @@ def test_a_job_submitted_through_the_http_api_is_drained_by_a_worker(
     assert view["status"] == "succeeded", (tmp_path / "worker.log").read_text()[-3000:]
     assert (view["documents_done"], view["batches_done"], view["eta_seconds"]) == (48, 3, 0.0)
     assert_every_document_once(qdrant_url, collection, ids)
+
+
+def test_a_worker_serves_ingestion_before_a_waiting_reindex(
+    client, environment, workers, collection, tmp_path, scifact_texts, minilm_path, qdrant_url
+):
+    first = write_corpus(tmp_path / "first.jsonl", scifact_texts[:64])
+    start_worker(environment, tmp_path / "worker.log", workers)
+    job_id = client.ingest(
+        [tmp_path / "first.jsonl"], collection=collection, model=str(minilm_path), batch_size=16
+    )
+    assert client.wait(job_id, timeout=240, poll_seconds=0.5).status == "succeeded"
+    for process in workers:  # no worker while both queues fill up
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+    reindex_id = client.reindex(collection, long_text="truncate", max_length=128)
+    with (tmp_path / "second.jsonl").open("w") as out:
+        for i, text in enumerate(scifact_texts[64:96]):
+            out.write(json.dumps({"id": f"late-{i}", "text": text}) + "\n")
+    ingest_id = client.ingest(
+        [tmp_path / "second.jsonl"], collection=collection, model=str(minilm_path), batch_size=8
+    )
+    start_worker(environment, tmp_path / "worker2.log", workers)
+    log = (tmp_path / "worker2.log").read_text
+    assert client.wait(ingest_id, timeout=240, poll_seconds=0.5).status == "succeeded", log()
+    reindexed = client.wait(reindex_id, timeout=240, poll_seconds=0.5)
+    assert reindexed.status == "succeeded", log()[-3000:]
+
+    ingest_batches = jobs.list_batches(client.sessions, job_id=ingest_id)
+    reindex_batches = jobs.list_batches(client.sessions, job_id=reindex_id)
+    first_reindex = min(b.started_at for b in reindex_batches if b.started_at)
+    assert all(b.started_at and b.started_at < first_reindex for b in ingest_batches)
+    # the new version holds the late documents too (caught up), and the alias points at it
+    assert client.store.resolve(collection) == f"{collection}__v2"
+    late = [f"late-{i}" for i in range(32)]
+    assert_every_document_once(qdrant_url, collection, first + late)

@@ -380,3 +380,24 @@ def test_readyz_names_the_service_that_is_down(
     checks = response.json()["checks"]
     assert (checks["ledger"], checks["broker"]) == ("ok", "ok")
     assert checks["qdrant"] != "ok"
+
+
+def test_reindex_a_collection_the_tenant_built_and_only_that(api: Api):
+    job = api.new_job("acme", documents=2, seal=True)
+    body = {"collection": job["collection"], "model": api.model, "long_text": "truncate"}
+    theirs = api.http.post("/v1/reindex", json=body, headers=api.as_("globex"))
+    assert is_problem(theirs, 404)["detail"] == f"no collection {job['collection']}"
+    started = api.http.post("/v1/reindex", json=body, headers=api.as_("acme"))
+    assert started.status_code == 202, started.text
+    reindex = started.json()
+    assert (reindex["kind"], reindex["tenant"]) == ("reindex", "acme")
+    assert reindex["options"]["physical_collection"] == f"{job['collection']}__v2"
+    # its ingestion is still open (no worker here): the alias stays until it can catch up
+    assert api.client.store.resolve(job["collection"]) == f"{job['collection']}__v1"
+    again = api.http.post("/v1/reindex", json=body, headers=api.as_("acme"))
+    assert "already being re-indexed" in is_problem(again, 422)["detail"]
+    for path, payload in (("seal", None), ("batches", {"documents": docs(1)})):
+        refused = api.http.post(
+            f"/v1/jobs/{reindex['id']}/{path}", json=payload, headers=api.as_("acme")
+        )
+        assert "reindex job" in is_problem(refused, 409)["detail"]

@@ -46,3 +46,11 @@ def test_a_file_is_not_a_model_folder(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ModelLoadError, match="is a file"):
         resolve_model_dir(path)
+
+
+def test_a_tilde_name_of_no_user_is_a_clear_model_error_not_a_crash():
+    from embedq.models.describe import check_reranker, describe_model
+
+    for check in (describe_model, check_reranker):
+        with pytest.raises(ModelLoadError, match="~nosuchuser0"):
+            check("~nosuchuser0")

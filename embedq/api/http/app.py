@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from embedq import __version__, jobs
-from embedq.api.http import routes_jobs, routes_ops
+from embedq.api.http import routes_jobs, routes_ops, routes_reindex, routes_rerank
 from embedq.api.http.backend import Backend
 from embedq.api.http.limits import BodyLimit
 from embedq.api.http.metrics import ApiMetrics
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     install_problem_handlers(app)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_rerank.router)
+    app.include_router(routes_reindex.router)
     app.include_router(routes_ops.router)
     return app
 

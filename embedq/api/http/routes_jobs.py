@@ -63,7 +63,7 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
     """Create an ingestion job, with a first batch of documents if given; ``seal`` ends intake."""
     backend = backend_of(request)
     if body.documents:
-        await _refuse_when_full(backend)
+        await refuse_when_full(backend)
     settings = backend.settings
     ingest = producer.IngestRequest(
         files=[],
@@ -84,7 +84,7 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
     if body.seal:
         await backend.run(_seal, backend, opened)
     response.headers["Location"] = f"/v1/jobs/{opened.job_id}"
-    return await _job_out(backend, opened.job_id, who)
+    return await job_response(backend, opened.job_id, who)
 
 
 @router.post(
@@ -93,10 +93,11 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
 async def append_batch(job_id: JobId, body: BatchIn, request: Request, who: Who) -> BatchesOut:
     """Add documents to an open job; 429 while the queue is full (nothing is taken then)."""
     backend = backend_of(request)
-    view = await _visible_job(backend, job_id, who)
+    view = await visible_job(backend, job_id, who)
+    _only_ingestion(view)
     if view.sealed or view.ended:
         raise ApiProblem(409, "Conflict", f"job {job_id} is {view.status}, sealed: no more batches")
-    await _refuse_when_full(backend)
+    await refuse_when_full(backend)
     batch_size = int(view.options.get("batch_size") or backend.settings.batch_size)
     outcomes = [*_outcomes(body.documents), *_recorded_rejections(body.rejected)]
     batches, rejected = await backend.run(_append, backend, job_id, outcomes, batch_size)
@@ -109,10 +110,11 @@ async def append_batch(job_id: JobId, body: BatchIn, request: Request, who: Who)
 async def seal_job(job_id: JobId, request: Request, who: Who) -> JobOut:
     """No more batches: the job ends once those it has are done."""
     backend = backend_of(request)
-    view = await _visible_job(backend, job_id, who)
+    view = await visible_job(backend, job_id, who)
+    _only_ingestion(view)
     physical = str(view.options.get("physical_collection", view.collection))
-    await backend.run(_seal, backend, producer.OpenedJob(job_id, physical))
-    return await _job_out(backend, job_id, who)
+    await backend.run(_seal, backend, producer.OpenedJob(job_id, physical, view.collection))
+    return await job_response(backend, job_id, who)
 
 
 @router.get(
@@ -133,7 +135,7 @@ async def get_job(
     known = _tags(request.headers.get("if-none-match"))
     deadline = time.monotonic() + wait
     while True:
-        view = await _visible_job(backend, job_id, who)
+        view = await visible_job(backend, job_id, who)
         tag = etag_of(view)
         if not (tag in known or "*" in known):
             break
@@ -142,7 +144,7 @@ async def get_job(
         await asyncio.sleep(LONG_POLL_STEP_S)
     response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "no-cache"
-    return await _job_out(backend, job_id, who, view)
+    return await job_response(backend, job_id, who, view)
 
 
 @router.get("/jobs", response_model=JobPage, responses=PROBLEMS)
@@ -185,7 +187,7 @@ async def list_failures(
 ) -> FailurePage:
     """A job's per-document failures, in the order they were recorded."""
     backend = backend_of(request)
-    await _visible_job(backend, job_id, who)
+    await visible_job(backend, job_id, who)
     failures = await backend.run(
         jobs.list_failures,
         backend.client.sessions,
@@ -211,15 +213,15 @@ async def cancel_job(job_id: JobId, request: Request, who: Who) -> JobOut:
         jobs.cancel_job, backend.client.sessions, job_id=job_id, tenant=who.tenant
     )
     if not cancelled:
-        view = await _visible_job(backend, job_id, who)  # 404 when it is not the caller's
+        view = await visible_job(backend, job_id, who)  # 404 when it is not the caller's
         raise ApiProblem(409, "Conflict", f"job {job_id} has already ended ({view.status})")
-    return await _job_out(backend, job_id, who)
+    return await job_response(backend, job_id, who)
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def _visible_job(backend: Backend, job_id: str, who: Caller) -> jobs.JobView:
+async def visible_job(backend: Backend, job_id: str, who: Caller) -> jobs.JobView:
     view = await backend.run(
         jobs.get_job, backend.client.sessions, job_id=job_id, tenant=who.tenant
     )
@@ -228,18 +230,25 @@ async def _visible_job(backend: Backend, job_id: str, who: Caller) -> jobs.JobVi
     return view
 
 
-async def _job_out(
+async def job_response(
     backend: Backend, job_id: str, who: Caller, view: jobs.JobView | None = None
 ) -> JobOut:
     if view is None:
-        view = await _visible_job(backend, job_id, who)
+        view = await visible_job(backend, job_id, who)
     first = await backend.run(
         jobs.list_failures, backend.client.sessions, job_id=job_id, limit=FIRST_ERRORS
     )
     return job_out(view, first, datetime.now(UTC))
 
 
-async def _refuse_when_full(backend: Backend) -> None:
+def _only_ingestion(view: jobs.JobView) -> None:
+    if view.kind != jobs.JobKind.ingest:
+        raise ApiProblem(
+            409, "Conflict", f"job {view.id} is a {view.kind} job: it was sealed when created"
+        )
+
+
+async def refuse_when_full(backend: Backend) -> None:
     depth = await backend.run(backend.client.queue.depth)
     mark = backend.settings.high_water_mark
     if depth >= mark:

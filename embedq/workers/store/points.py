@@ -40,6 +40,9 @@ class PointData:
     dense: np.ndarray | None
     sparse: dict[int, float] | None
     colbert: np.ndarray | None
+    # the whole text, on a document's first chunk when the chunks do not hold all of it
+    # (chunked or truncated): a re-index reads documents back from their points
+    document: str | None = None
 
 
 def point_id(doc_id: str, chunk: int) -> str:
@@ -106,7 +109,7 @@ def request_spans(sizes: Sequence[int], limit: int) -> Iterator[tuple[int, int]]
 
 
 def payload_of(point: PointData) -> dict[str, Any]:
-    return {
+    payload = {
         "doc_id": point.doc_id,
         "chunk": point.chunk,
         "text": point.text,
@@ -114,6 +117,9 @@ def payload_of(point: PointData) -> dict[str, Any]:
         "job_id": point.job_id,
         "model": point.model,
     }
+    if point.document is not None:
+        payload["document"] = point.document
+    return payload
 
 
 def request_body(points: Sequence[PointData]) -> bytes:

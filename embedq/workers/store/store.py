@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -79,11 +80,10 @@ class QdrantStore:
 
     def create_version(self, name: str, shape: CollectionShape) -> str:
         """A new, empty ``name__v<N+1>`` for a re-index; the alias keeps its old target."""
-        with translated("list collections"):
-            existing = [c.name for c in self.client.get_collections().collections]
-        pattern = re.compile(re.escape(name + VERSION_SEPARATOR) + r"(\d+)")
-        versions = [int(found.group(1)) for c in existing if (found := pattern.fullmatch(c))]
-        physical = _versioned(name, max(versions, default=0) + 1)
+        versions = self.versions(name)
+        prefix = len(name + VERSION_SEPARATOR)
+        latest = max((int(version[prefix:]) for version in versions), default=0)
+        physical = _versioned(name, latest + 1)
         self._create(physical, shape)
         return physical
 
@@ -111,6 +111,45 @@ class QdrantStore:
         """The exact number of points in a collection."""
         with translated(f"count points in {physical!r}"):
             return self.client.count(physical, exact=True).count
+
+    def documents(
+        self, physical: str, *, job_ids: Sequence[str] | None = None, page: int = 256
+    ) -> Iterator[dict[str, Any]]:
+        """Every document stored in ``physical`` (or only those written by ``job_ids``),
+        as a batch holds them: ``id``, ``text`` (the whole of it) and ``metadata``."""
+        conditions: list[qm.Condition] = [
+            qm.FieldCondition(key="chunk", match=qm.MatchValue(value=0))
+        ]
+        if job_ids is not None:
+            conditions.append(qm.FieldCondition(key="job_id", match=qm.MatchAny(any=list(job_ids))))
+        offset: qm.ExtendedPointId | None = None
+        while True:
+            with translated(f"read documents of {physical!r}"):
+                records, offset = self.client.scroll(
+                    physical,
+                    scroll_filter=qm.Filter(must=conditions),
+                    limit=page,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
+                )
+            for record in records:
+                yield document_of(record.payload or {})
+            if offset is None:
+                return
+
+    def delete(self, physical: str) -> None:
+        """Drop a collection (its aliases go with it)."""
+        with translated(f"delete collection {physical!r}"):
+            self.client.delete_collection(physical)
+
+    def versions(self, name: str) -> list[str]:
+        """The versioned collections behind ``name`` (``name__v1``, ...), oldest first."""
+        with translated("list collections"):
+            existing = [c.name for c in self.client.get_collections().collections]
+        pattern = re.compile(re.escape(name + VERSION_SEPARATOR) + r"(\d+)")
+        found = [(int(m.group(1)), c) for c in existing if (m := pattern.fullmatch(c))]
+        return [c for _, c in sorted(found)]
 
     def begin_bulk_load(self, physical: str) -> None:
         """Stop building the dense HNSW graph while loading (m=0); undone by finish."""
@@ -211,3 +250,14 @@ def _rest_upsert(rest: ApiClient, physical: str, body: bytes) -> None:
         headers={"Content-Type": "application/json"},
         content=body,
     )
+
+
+def document_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as a batch holds it; the whole text where chunks held only part."""
+    document: dict[str, Any] = {
+        "id": str(payload["doc_id"]),
+        "text": payload.get("document") or payload.get("text") or "",
+    }
+    if payload.get("metadata") is not None:
+        document["metadata"] = payload["metadata"]
+    return document

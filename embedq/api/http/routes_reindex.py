@@ -1,0 +1,81 @@
+"""``POST /v1/reindex``: rebuild a collection the caller's tenant built, in the background."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from embedq import jobs
+from embedq.api.http.auth import Caller, caller
+from embedq.api.http.backend import Backend
+from embedq.api.http.problems import ApiProblem
+from embedq.api.http.routes_jobs import PROBLEMS, job_response
+from embedq.api.http.schemas import (
+    COLLECTION_PATTERN,
+    MAX_MODEL_CHARS,
+    NO_NUL,
+    OUTPUTS_PATTERN,
+    JobOut,
+)
+from embedq.api.reindex import ReindexRequest, start_reindex
+
+router = APIRouter(prefix="/v1", tags=["reindex"])
+
+
+class ReindexIn(BaseModel):
+    """What to rebuild; settings left out stay as the live version was built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN)]
+    model: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_CHARS, pattern=NO_NUL)]
+        | None
+    ) = None
+    outputs: Annotated[str, StringConstraints(pattern=OUTPUTS_PATTERN)] | None = None
+    max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
+    long_text: Literal["chunk", "truncate"] | None = None
+    drop_old: bool = False
+
+
+@router.post("/reindex", status_code=202, response_model=JobOut, responses=PROBLEMS)
+async def reindex(
+    body: ReindexIn, request: Request, who: Annotated[Caller, Depends(caller)]
+) -> JobOut:
+    """Re-embed every document of the collection into a new version, then swap the alias."""
+    backend: Backend = request.app.state.backend
+    client = backend.client
+    if who.tenant is not None:
+        await backend.run(_check_owner, backend, body.collection, who.tenant)
+    reindex_request = ReindexRequest(
+        collection=body.collection,
+        model=body.model,
+        outputs=body.outputs,
+        max_length=body.max_length,
+        long_text=body.long_text,
+        batch_size=backend.settings.batch_size,
+        drop_old=body.drop_old,
+    )
+    job_id = await backend.run(
+        start_reindex,
+        reindex_request,
+        sessions=client.sessions,
+        store=client.store,
+        queue=client.reindex_queue,
+        high_water_mark=backend.settings.high_water_mark,
+        tenant=who.tenant,
+    )
+    return await job_response(backend, job_id, who)
+
+
+def _check_owner(backend: Backend, collection: str, tenant: str) -> None:
+    """A tenant rebuilds only collections its own jobs built; others are answered as absent."""
+    sessions = backend.client.sessions
+    built = [
+        jobs.list_jobs(sessions, collection=collection, kind=kind, tenant=tenant, limit=1)
+        for kind in (jobs.JobKind.ingest, jobs.JobKind.reindex)
+    ]
+    if not any(built):
+        raise ApiProblem(404, "Not Found", f"no collection {collection}")

@@ -1,0 +1,149 @@
+"""Reading rerank input: one query a line, with the candidates to score against it.
+
+A line is ``{"query_id", "query", "candidates": [{"id", "text"}, ...]}`` (plain or
+gzip JSON Lines). As with documents, a line that cannot become a query is reported
+with its line number and reason, and every other line is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedq.api.reader import MAX_TEXT_CHARS, Rejected, parse_row, read_lines
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query and its candidates: one 'document' of a rerank job, failing or done as one."""
+
+    id: str
+    text: str
+    candidates: tuple[Candidate, ...]
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "query": self.text,
+            "candidates": [{"id": c.id, "text": c.text} for c in self.candidates],
+        }
+
+
+# Gives a line its candidates (from a search) before it is read: ``{"query_id", "query"}``.
+CandidateFinder = Callable[[str], Sequence[Candidate]]
+
+
+def read_queries(
+    path: Path, *, seen: set[str] | None = None, find: CandidateFinder | None = None
+) -> Iterator[Query | Rejected]:
+    """Queries and rejections of one file, in file order; a query id seen before is rejected.
+
+    Pass the same ``seen`` set for every file of a job, so ids are unique across all of them.
+    With ``find``, lines carry no candidates: ``find(query)`` gives them.
+    """
+    seen = set() if seen is None else seen
+    for number, raw in read_lines(path):
+        row = parse_row(raw, number)
+        if find is not None and not isinstance(row, Rejected):
+            row = _with_found_candidates(row, find)
+        outcome = (
+            row if isinstance(row, Rejected) else query_from(row, number, where=f"line {number}")
+        )
+        if isinstance(outcome, Query):
+            if outcome.id in seen:
+                reason = f"line {number} of {path.name}: duplicate query_id {outcome.id!r}"
+                outcome = Rejected(number, reason, outcome.id)
+            else:
+                seen.add(outcome.id)
+        yield outcome
+
+
+def query_from(row: dict[str, Any], number: int, *, where: str) -> Query | Rejected:
+    """The query in one parsed row, or why it is not one (``where`` names the row)."""
+    query_id = _id(row.get("query_id"))
+    if query_id is None:
+        return Rejected(number, f"{where} has no usable query_id (a string or an integer)")
+    problem = _text_problem(row.get("query"), "query")
+    if problem is None and not row["query"].strip():
+        problem = "query is empty"
+    if problem is not None:
+        return Rejected(number, f"{where}: {problem}", query_id)
+    candidates = _candidates(row.get("candidates"))
+    if isinstance(candidates, str):
+        return Rejected(number, f"{where}: {candidates}", query_id)
+    return Query(query_id, row["query"], candidates)
+
+
+def _with_found_candidates(row: dict[str, Any], find: CandidateFinder) -> dict[str, Any]:
+    query = row.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return row  # read as it is: the reason names the query's problem
+    found = [{"id": c.id, "text": c.text} for c in find(query)]
+    return {**row, "candidates": found}
+
+
+def pair_bounded(queries: Iterable[Query], *, max_pairs: int) -> Iterator[list[Query]]:
+    """Batches of whole queries holding at most ``max_pairs`` candidates in all.
+
+    A query with more candidates than that is a batch of its own: the worker's runtime
+    packs any number of pairs into micro-batches that fit its memory budget.
+    """
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be at least 1, got {max_pairs}")
+    batch: list[Query] = []
+    pairs = 0
+    for query in queries:
+        if batch and pairs + len(query.candidates) > max_pairs:
+            yield batch
+            batch, pairs = [], 0
+        batch.append(query)
+        pairs += len(query.candidates)
+    if batch:
+        yield batch
+
+
+def _candidates(value: object) -> tuple[Candidate, ...] | str:
+    """The candidates, or what is wrong with them."""
+    if not isinstance(value, list) or not value:
+        return "candidates must be a non-empty list of {id, text} objects"
+    seen: set[str] = set()
+    candidates = []
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            return f"candidate {number} is not an object"
+        candidate_id = _id(item.get("id"))
+        if candidate_id is None:
+            return f"candidate {number} has no usable id (a string or an integer)"
+        if candidate_id in seen:
+            return f"candidate {number}: duplicate id {candidate_id!r}"
+        problem = _text_problem(item.get("text"), "text")
+        if problem is not None:
+            return f"candidate {candidate_id!r}: {problem}"
+        seen.add(candidate_id)
+        candidates.append(Candidate(candidate_id, item["text"]))
+    return tuple(candidates)
+
+
+def _id(value: object) -> str | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return None if "\x00" in text or not text else text  # no database text column takes a NUL
+
+
+def _text_problem(text: object, name: str) -> str | None:
+    if text is None:
+        return f"no {name}"
+    if not isinstance(text, str):
+        return f"{name} must be a string, not {type(text).__name__}"
+    if len(text) > MAX_TEXT_CHARS:
+        return f"{name} has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} accepted"
+    return None

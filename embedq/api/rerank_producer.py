@@ -1,0 +1,166 @@
+"""Creating a rerank job: check the model up front, then stream queries into the queue.
+
+A rerank job is a job of kind ``rerank`` on the same ledger and queue as ingestion;
+its batches' documents are queries with their candidates, cut so that no batch holds
+more than ``MAX_PAIRS_PER_BATCH`` (query, candidate) pairs, except a query with more
+candidates than that, which travels alone. Workers write scores and ranks to the
+ledger (``jobs.list_results``), not to Qdrant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedq import jobs
+from embedq.api.producer import accepted, check_readable, publish_batches
+from embedq.api.reader import Rejected
+from embedq.api.rerank_input import (
+    Candidate,
+    CandidateFinder,
+    Query,
+    pair_bounded,
+    read_queries,
+)
+from embedq.errors import InvalidSettingError
+from embedq.models.describe import check_reranker
+from embedq.search.searcher import hybrid_candidates
+from embedq.workers.qdrant_store import QdrantStore
+from embedq.workers.queues import BatchQueue
+
+logger = logging.getLogger(__name__)
+
+# (query, candidate) pairs per batch (one task): big enough to keep a GPU busy, small
+# enough that a lost worker's batch is quick to redo.
+MAX_PAIRS_PER_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    files: Sequence[Path]
+    model: str
+    top_k: int | None = None  # keep only each query's k best candidates; None: all
+    max_pairs: int = MAX_PAIRS_PER_BATCH
+    # lines are {"query_id", "query"}: their candidates come from a hybrid search of this
+    from_collection: str | None = None
+    candidates: int = 100
+
+
+def searched_candidates(
+    request: RerankRequest, *, sessions: sessionmaker[Session], store: QdrantStore
+) -> CandidateFinder | None:
+    """The candidates of a query from the request's collection (one per document), or None."""
+    collection = request.from_collection
+    if collection is None:
+        return None
+    if request.candidates < 1:
+        raise InvalidSettingError(f"candidates must be at least 1, got {request.candidates}")
+
+    def find(query: str) -> list[Candidate]:
+        hits = hybrid_candidates(sessions, store, collection, query, request.candidates)
+        best: dict[str, Candidate] = {}
+        for hit in hits:  # a document's best chunk stands for it
+            best.setdefault(hit.doc_id, Candidate(hit.doc_id, hit.text))
+        return list(best.values())
+
+    return find
+
+
+def submit_rerank(
+    request: RerankRequest,
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    high_water_mark: int,
+    store: QdrantStore | None = None,
+    on_batch: Callable[[str], None] | None = None,
+) -> str:
+    """Create, fill and seal a rerank job; returns its id.
+
+    ``store`` is needed only to take candidates from a collection.
+    """
+    for path in request.files:
+        check_readable(path)
+    find = None
+    if request.from_collection is not None:
+        if store is None:
+            raise InvalidSettingError("candidates from a collection need its Qdrant store")
+        find = searched_candidates(request, sessions=sessions, store=store)
+    job_id = open_rerank_job(request, sessions=sessions)
+    add_queries(
+        job_id,
+        read_all_queries(request.files, find=find),
+        sessions=sessions,
+        queue=queue,
+        max_pairs=request.max_pairs,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+    )
+    seal_rerank(job_id, sessions=sessions, queue=queue)
+    return job_id
+
+
+def open_rerank_job(
+    request: RerankRequest, *, sessions: sessionmaker[Session], tenant: str | None = None
+) -> str:
+    """Check the model is a reranker and ``top_k`` makes sense, then record a pending job."""
+    if request.top_k is not None and request.top_k < 1:
+        raise InvalidSettingError(f"top_k must be at least 1, got {request.top_k}")
+    check_reranker(request.model)
+    job_id = jobs.create_job(
+        sessions,
+        kind=jobs.JobKind.rerank,
+        collection="",
+        model=request.model,
+        options={"top_k": request.top_k},
+        tenant=tenant,
+    )
+    logger.info("job %s: reranking with %s", job_id, request.model)
+    return job_id
+
+
+def add_queries(
+    job_id: str,
+    outcomes: Iterable[Query | Rejected],
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    max_pairs: int = MAX_PAIRS_PER_BATCH,
+    high_water_mark: int | None,
+    on_batch: Callable[[str], None] | None = None,
+) -> int:
+    """Record and publish the queries in pair-bounded batches; returns the batches.
+
+    Rejected outcomes become the job's failures. Waits while the queue is above
+    ``high_water_mark`` (None: never, for a caller that checked it already).
+    """
+    queries = accepted(outcomes, sessions=sessions, job_id=job_id)
+    return publish_batches(
+        job_id,
+        pair_bounded(queries, max_pairs=max_pairs),
+        sessions=sessions,
+        queue=queue,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+    )
+
+
+def seal_rerank(
+    job_id: str, *, sessions: sessionmaker[Session], queue: BatchQueue
+) -> jobs.JobStatus:
+    """No more batches: the job ends once they have (at once if they already have)."""
+    queue.drain()
+    return jobs.seal_job(sessions, job_id=job_id)
+
+
+def read_all_queries(
+    files: Iterable[Path], *, find: CandidateFinder | None = None
+) -> Iterator[Query | Rejected]:
+    """Every file's outcomes; query ids must be unique across the whole job."""
+    seen: set[str] = set()
+    for path in files:
+        yield from read_queries(path, seen=seen, find=find)

@@ -1,0 +1,31 @@
+"""Searching a collection with the model it was built with, to check what an index holds.
+
+The model and its settings come from the ledger (the newest job that wrote the
+collection), never from the caller, so an index cannot be queried with the wrong
+model by accident. Models load once per process and stay loaded.
+"""
+
+from embedq.search.errors import (
+    InvalidQueryError,
+    NotIndexedError,
+    RerankFailedError,
+    UnsupportedModeError,
+)
+from embedq.search.index import IndexSettings, index_settings
+from embedq.search.query import MODES, Hit
+from embedq.search.searcher import RERANK_POOL, hybrid_candidates, reranked, search
+
+__all__ = [
+    "MODES",
+    "RERANK_POOL",
+    "Hit",
+    "IndexSettings",
+    "InvalidQueryError",
+    "NotIndexedError",
+    "RerankFailedError",
+    "UnsupportedModeError",
+    "hybrid_candidates",
+    "index_settings",
+    "reranked",
+    "search",
+]

@@ -1,0 +1,94 @@
+"""Search a collection as it was built: ledger settings → query vectors → Qdrant → rerank."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embedq.errors import InvalidSettingError
+from embedq.models import RerankError
+from embedq.search import loaded
+from embedq.search.errors import InvalidQueryError, NotIndexedError, RerankFailedError
+from embedq.search.index import index_settings
+from embedq.search.query import Hit, QueryVectors, chosen_mode, run_query, searchable
+from embedq.workers.context import BatchEmbedder
+from embedq.workers.qdrant_store import QdrantStore
+
+# With a reranker, it rescores at least this many first-stage hits and keeps the best
+# ``top_k``: reranking only the hits that would be shown anyway could only reorder them.
+RERANK_POOL = 50
+
+# scores (query, passage) pairs, as ``Reranker.score`` does
+Scorer = Callable[[Sequence[tuple[str, str]]], list[float]]
+
+
+def search(
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    collection: str,
+    query: str,
+    *,
+    top_k: int = 10,
+    mode: str = "hybrid",
+    rerank_model: str | None = None,
+    device: str | None = None,
+    memory_budget: str | None = None,
+    embedder: BatchEmbedder | None = None,
+) -> list[Hit]:
+    """The ``top_k`` best chunks of ``collection`` for ``query``, best first.
+
+    The query is embedded with the model and settings the ledger recorded for the
+    collection (``embedder`` replaces that model, for callers that hold one), and
+    searched through the collection's alias, so it follows re-index swaps.
+    """
+    if top_k < 1:
+        raise InvalidSettingError(f"top_k must be at least 1, not {top_k}")
+    physical = store.resolve(collection)
+    index = index_settings(sessions, collection, physical=physical)
+    if physical is None:
+        raise NotIndexedError(
+            f"collection {collection!r} is in the ledger but not in Qdrant (was it deleted?)"
+        )
+    available = searchable(store.shape_of(physical), index.outputs)
+    mode = chosen_mode(mode, available, collection)
+    if embedder is None:
+        embedder = loaded.query_embedder(
+            index, available, device=device, memory_budget=memory_budget
+        )
+    vectors = _query_vectors(embedder, query)
+    limit = top_k if rerank_model is None else max(top_k, RERANK_POOL)
+    hits = run_query(store, collection, mode, vectors, limit)
+    if rerank_model is None:
+        return hits
+    model = loaded.reranker(rerank_model, device=device, memory_budget=memory_budget)
+    return reranked(hits, model.score, query, top_k)
+
+
+def hybrid_candidates(
+    sessions: sessionmaker[Session], store: QdrantStore, collection: str, query: str, n: int
+) -> list[Hit]:
+    """The ``n`` best chunks by hybrid search (dense alone where there is no sparse)."""
+    return search(sessions, store, collection, query, top_k=n, mode="hybrid")
+
+
+def reranked(hits: Sequence[Hit], score: Scorer, query: str, top_k: int) -> list[Hit]:
+    """The ``top_k`` hits best by ``score(pairs)``, re-ranked, with its scores."""
+    try:
+        scores = score([(query, hit.text) for hit in hits])
+    except RerankError as error:
+        raise RerankFailedError(f"the reranker could not score the hits: {error}") from error
+    # sorted() is stable: hits the reranker ties keep their first-stage order
+    order = sorted(range(len(hits)), key=lambda i: -scores[i])[:top_k]
+    return [
+        replace(hits[i], rank=rank, score=float(scores[i])) for rank, i in enumerate(order, start=1)
+    ]
+
+
+def _query_vectors(embedder: BatchEmbedder, query: str) -> QueryVectors:
+    (result,) = embedder.embed([query])
+    if not result.ok or not result.chunks:
+        raise InvalidQueryError(f"the query cannot be searched: {result.error}")
+    chunk = result.chunks[0]  # the only one: queries are truncated, never chunked
+    return QueryVectors(dense=chunk.dense, sparse=chunk.sparse)
