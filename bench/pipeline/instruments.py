@@ -2,9 +2,9 @@
 
 The producer is timed as it runs, without changing it: while a pipeline run lasts,
 the names ``submit`` calls (its reader, its length bucketing, ``describe_model``, the
-ledger's ``create_job``, ``add_batch`` and ``seal_job``, the store's collection set-up)
-are replaced by timed wrappers around the very same functions, and the queue it is
-given is wrapped to time ``publish`` and ``depth``.
+job's creation under the collection's guard, the ledger's ``add_batch`` and ``seal_job``,
+the store's collection set-up) are replaced by timed wrappers around the very same
+functions, and the queue it is given is wrapped to time ``publish``, ``depth`` and ``drain``.
 """
 
 from __future__ import annotations
@@ -114,12 +114,14 @@ def producer_instruments(watch: Stopwatch, store: QdrantStore) -> Iterator[None]
 
 def _timed_steps(watch: Stopwatch, store: QdrantStore) -> list[tuple[object, str, object]]:
     jobs = producer.jobs
+    guard = producer.reindexing.CollectionGuard
     return [
         (producer, "read_documents", watch.iteration("read", producer.read_documents)),
         (producer, "length_bucketed", watch.iteration("bucketed", producer.length_bucketed)),
         (producer, "describe_model", watch.call("describe_model", producer.describe_model)),
         (jobs, "add_batch", watch.call("add_batch", jobs.add_batch)),
-        (jobs, "create_job", watch.call("create_job", jobs.create_job)),
+        # the job is recorded in the collection's guard transaction (see jobs.reindexing)
+        (guard, "create_job", watch.call("create_job", guard.create_job)),
         (jobs, "seal_job", watch.call("seal_job", jobs.seal_job)),
         (store, "ensure_collection", watch.call("collection", store.ensure_collection)),
         (store, "begin_bulk_load", watch.call("collection", store.begin_bulk_load)),
