@@ -31,8 +31,8 @@ STAGE_LEGEND = {
     "thread, and waiting for the writer to take the batch (it finishes the one before first)",
     "writer_upsert": "on the writer's thread: BatchOutcome.timings['upsert'] "
     "(QdrantStore.upsert, wait=True)",
-    "writer_complete": "on the writer's thread: BatchOutcome.timings['complete'] "
-    "(jobs.complete_batch)",
+    "writer_complete": "behind the writer, on its follow-up thread: "
+    "BatchOutcome.timings['complete'] (jobs.complete_batch)",
     "worker_batches": "Celery: each batch's claim to completion, from the ledger's timestamps",
     "other": "the rest: the producer's own loop, backpressure sleeps (none at these sizes)",
 }

@@ -102,10 +102,12 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
         lease.stop()
         after_batch(context, claim, None)
         return embedded
-    write = functools.partial(write_batch, context, claim, embedded, clock, lease)
     if context.writer is None:
-        return write()
-    context.writer.submit(claim.batch_id, write)
+        return write_batch(context, claim, embedded, clock, lease)
+    # the upsert on the writer's thread; marking the batch done behind it, on another
+    write = functools.partial(upsert_batch, context, claim, embedded, clock, lease)
+    finish = functools.partial(finish_batch, context, claim, embedded, clock, lease)
+    context.writer.submit(claim.batch_id, write, then=finish)
     return BatchOutcome(
         "writing", embedded.documents_done, len(embedded.failures), timings=clock.seconds
     )
@@ -175,25 +177,56 @@ def write_batch(
     clock: StageClock,
     lease: LeaseKeeper,
 ) -> BatchOutcome:
-    """Upsert the batch's points, then mark it done; the lease is kept until the points are in."""
+    """Upsert the batch's points, then mark it done; the lease is kept until then."""
+    return finish_batch(
+        context, claim, summary, clock, lease, upsert_batch(context, claim, summary, clock, lease)
+    )
+
+
+def upsert_batch(
+    context: WorkerContext,
+    claim: jobs.Claim,
+    summary: BatchSummary,
+    clock: StageClock,
+    lease: LeaseKeeper,
+) -> PermanentError | None:
+    """Write the batch's points to Qdrant; the error that fails the batch, if any."""
     try:
         with _released_on_retryable(context, claim.batch_id), clock.stage("upsert"):
             context.store.upsert(physical_collection(claim), summary.points)
     except PermanentError as error:
-        outcome, completion = _failed(context, claim, error, clock), None
-    else:
-        with clock.stage("complete"):
-            completion = jobs.complete_batch(
-                context.sessions,
-                batch_id=claim.batch_id,
-                documents_done=summary.documents_done,
-                chunks_done=summary.chunks_done,
-                tokens_done=summary.tokens_done,
-                failures=summary.failures,
+        return error
+    except BaseException:
+        lease.stop()  # released (a passing failure) or left to run out: not ours any more
+        raise
+    return None
+
+
+def finish_batch(
+    context: WorkerContext,
+    claim: jobs.Claim,
+    summary: BatchSummary,
+    clock: StageClock,
+    lease: LeaseKeeper,
+    error: PermanentError | None,
+) -> BatchOutcome:
+    """Mark the written batch done (or failed, with ``error``) and take what follows."""
+    try:
+        if error is not None:
+            outcome, completion = _failed(context, claim, error, clock), None
+        else:
+            with clock.stage("complete"):
+                completion = jobs.complete_batch(
+                    context.sessions,
+                    batch_id=claim.batch_id,
+                    documents_done=summary.documents_done,
+                    chunks_done=summary.chunks_done,
+                    tokens_done=summary.tokens_done,
+                    failures=summary.failures,
+                )
+            outcome = BatchOutcome(
+                "succeeded", summary.documents_done, len(summary.failures), timings=clock.seconds
             )
-        outcome = BatchOutcome(
-            "succeeded", summary.documents_done, len(summary.failures), timings=clock.seconds
-        )
     finally:
         lease.stop()
     after_batch(context, claim, completion)

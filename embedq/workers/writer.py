@@ -40,20 +40,32 @@ def on_writer_thread() -> bool:
 
 
 class BatchWriter:
-    """Runs one batch write at a time on a background thread."""
+    """Runs one batch write at a time on a background thread; each write's follow-up
+    (marking the batch done) runs on a second one, so the next write need not wait for it."""
 
     def __init__(self, *, on_error: OnError | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
+        self._finisher = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{THREAD_PREFIX}-finish"
+        )
         self._on_error = on_error
         self._last: Future[object] | None = None
+        self._last_finish: Future[object] | None = None
 
-    def submit(self, batch_id: str, write: Callable[[], T]) -> None:
-        """Queue ``write`` and return once the write before it has ended.
+    def submit(
+        self,
+        batch_id: str,
+        write: Callable[[], T],
+        then: Callable[[T], object] | None = None,
+    ) -> None:
+        """Queue ``write`` (and ``then`` of its result) and return once the write before it
+        has ended.
 
         If that one failed, its error is raised here, after this write has ended
         too: nothing is left running behind the caller's back.
         """
-        previous, self._last = self._last, self._executor.submit(self._guarded, batch_id, write)
+        previous = self._last
+        self._last = self._executor.submit(self._write, batch_id, write, then)
         if previous is None:
             return
         try:
@@ -68,23 +80,38 @@ class BatchWriter:
             logger.error("a later batch write failed too", exc_info=last.exception())
 
     def drain(self) -> None:
-        """Wait until every submitted write has ended; re-raises the last one's error."""
+        """Wait until every submitted write and follow-up has ended; re-raises an error."""
         last, self._last = self._last, None
         if last is not None:
             last.result()
+        finish, self._last_finish = self._last_finish, None
+        if finish is not None:
+            finish.result()
 
     def close(self) -> None:
-        """Finish the writes under way and stop the thread."""
+        """Finish the writes under way and stop the threads."""
         try:
             self.drain()
         finally:
             self._executor.shutdown(wait=True)
+            self._finisher.shutdown(wait=True)
 
-    def _guarded(self, batch_id: str, write: Callable[[], T]) -> T | None:
+    def _write(
+        self, batch_id: str, write: Callable[[], T], then: Callable[[T], object] | None
+    ) -> None:
+        done = self._guarded(batch_id, write)
+        if then is not None and done is not _FAILED:
+            # in order (one thread), behind the follow-ups of the writes before
+            self._last_finish = self._finisher.submit(self._guarded, batch_id, then, done)
+
+    def _guarded(self, batch_id: str, work: Callable[..., T], *args: object) -> T | object:
         try:
-            return write()
+            return work(*args)
         except Exception as error:
             if self._on_error is None:
                 raise
             self._on_error(batch_id, error)
-            return None
+            return _FAILED
+
+
+_FAILED = object()  # a write whose error went to ``on_error``: no follow-up

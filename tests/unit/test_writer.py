@@ -87,3 +87,26 @@ def test_with_an_error_handler_errors_go_to_it_with_their_batch():
     writer.submit("b", lambda: None)
     writer.close()
     assert seen == [("a", "refused")]
+
+
+def test_follow_ups_run_in_order_behind_their_writes_and_do_not_hold_the_next_write():
+    writer = BatchWriter()
+    events: list[str] = []
+    release = threading.Event()
+
+    def follow_up(name: str):
+        def run(written: str) -> None:
+            if name == "a":
+                release.wait(5)  # a slow completion
+            events.append(f"done {written}")
+
+        return run
+
+    writer.submit("a", lambda: "a", then=follow_up("a"))
+    writer.submit("b", lambda: "b", then=follow_up("b"))  # a's write ended: b goes on
+    writer.submit("c", lambda: "c", then=follow_up("c"))  # b's too, though a is not done
+    assert events == []
+    release.set()
+    writer.drain()
+    assert events == ["done a", "done b", "done c"]
+    writer.close()

@@ -66,12 +66,12 @@ def checked_size(point: PointData) -> int:
     if point.sparse is not None:
         indices = _checked_sparse(point.sparse, f"{where}: {SPARSE}")
         floats += indices  # one weight per token id
-    payload = json.dumps(payload_of(point), ensure_ascii=False, separators=(",", ":"), default=str)
+    payload = orjson.dumps(payload_of(point), default=str, option=orjson.OPT_NON_STR_KEYS)
     return (
         _POINT_OVERHEAD_BYTES
         + floats * _FLOAT_JSON_BYTES
         + indices * _INDEX_JSON_BYTES
-        + len(payload.encode())
+        + len(payload)
     )
 
 
