@@ -12,13 +12,7 @@ from embedq.api.http.auth import Caller, caller
 from embedq.api.http.backend import Backend
 from embedq.api.http.problems import ApiProblem
 from embedq.api.http.routes_jobs import PROBLEMS, job_response
-from embedq.api.http.schemas import (
-    COLLECTION_PATTERN,
-    MAX_MODEL_CHARS,
-    NO_NUL,
-    OUTPUTS_PATTERN,
-    JobOut,
-)
+from embedq.api.http.schemas import OUTPUTS_PATTERN, CollectionName, JobOut, ModelName
 from embedq.api.reindex import ReindexRequest, start_reindex
 
 router = APIRouter(prefix="/v1", tags=["reindex"])
@@ -29,11 +23,8 @@ class ReindexIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    collection: Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN)]
-    model: (
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_CHARS, pattern=NO_NUL)]
-        | None
-    ) = None
+    collection: CollectionName
+    model: ModelName | None = None
     outputs: Annotated[str, StringConstraints(pattern=OUTPUTS_PATTERN)] | None = None
     max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
     long_text: Literal["chunk", "truncate"] | None = None

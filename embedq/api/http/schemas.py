@@ -22,6 +22,9 @@ JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 NO_NUL = r"^[^\x00]*$"
 
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN)]
+ModelName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_MODEL_CHARS, pattern=NO_NUL)
+]
 
 
 class DocumentIn(BaseModel):
@@ -47,10 +50,7 @@ class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     collection: CollectionName
-    model: (
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_CHARS, pattern=NO_NUL)]
-        | None
-    ) = None
+    model: ModelName | None = None
     outputs: Annotated[str, StringConstraints(pattern=OUTPUTS_PATTERN)] | None = None
     max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
     long_text: Literal["chunk", "truncate"] | None = None
