@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from embedq.errors import PermanentError
 
@@ -55,14 +55,28 @@ def read_documents(path: Path, *, seen: set[str] | None = None) -> Iterator[Docu
     """
     seen = set() if seen is None else seen
     for number, raw in read_lines(path):
-        outcome = parse_line(raw, number)
-        if isinstance(outcome, Document):
-            if outcome.id in seen:
-                reason = f"line {number} of {path.name}: duplicate id {outcome.id!r}"
-                outcome = Rejected(number, reason, outcome.id)
-            else:
-                seen.add(outcome.id)
-        yield outcome
+        where = f"line {number} of {path.name}"
+        yield once_per_id(parse_line(raw, number), seen, number=number, where=where)
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=HasId)
+
+
+def once_per_id(
+    outcome: Item | Rejected, seen: set[str], *, number: int, where: str, label: str = "id"
+) -> Item | Rejected:
+    """``outcome``, or its rejection when its id was seen before (a new id is remembered)."""
+    if isinstance(outcome, Rejected):
+        return outcome
+    if outcome.id in seen:
+        return Rejected(number, f"{where}: duplicate {label} {outcome.id!r}", outcome.id)
+    seen.add(outcome.id)
+    return outcome
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedq.api.reader import MAX_TEXT_CHARS, Rejected, parse_row, read_lines
+from embedq.api.reader import MAX_TEXT_CHARS, Rejected, once_per_id, parse_row, read_lines
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,8 @@ def read_queries(
         outcome = (
             row if isinstance(row, Rejected) else query_from(row, number, where=f"line {number}")
         )
-        if isinstance(outcome, Query):
-            if outcome.id in seen:
-                reason = f"line {number} of {path.name}: duplicate query_id {outcome.id!r}"
-                outcome = Rejected(number, reason, outcome.id)
-            else:
-                seen.add(outcome.id)
-        yield outcome
+        where = f"line {number} of {path.name}"
+        yield once_per_id(outcome, seen, number=number, where=where, label="query_id")
 
 
 def query_from(row: dict[str, Any], number: int, *, where: str) -> Query | Rejected:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -33,9 +34,11 @@ from embedq.api.http.schemas import (
     failure_out,
 )
 from embedq.api.http.views import etag_of, job_out
-from embedq.api.reader import Document, Rejected, document_from
+from embedq.api.reader import Document, Rejected, document_from, once_per_id
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+T = TypeVar("T")
 
 FIRST_ERRORS = 5
 LONG_POLL_MAX_S = 30.0
@@ -170,10 +173,12 @@ async def list_jobs(
         tenant=who.tenant,
     )
     now = datetime.now(UTC)
-    page = [job_out(view, [], now) for view in views[:limit]]
-    more = len(views) > limit
+    page, next_offset = paged(views, limit, offset)
     return JobPage(
-        jobs=page, limit=limit, offset=offset, next_offset=offset + limit if more else None
+        jobs=[job_out(view, [], now) for view in page],
+        limit=limit,
+        offset=offset,
+        next_offset=next_offset,
     )
 
 
@@ -196,12 +201,12 @@ async def list_failures(
         offset=offset,
         tenant=who.tenant,
     )
-    more = len(failures) > limit
+    page, next_offset = paged(failures, limit, offset)
     return FailurePage(
-        failures=[failure_out(failure) for failure in failures[:limit]],
+        failures=[failure_out(failure) for failure in page],
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if more else None,
+        next_offset=next_offset,
     )
 
 
@@ -239,6 +244,12 @@ async def job_response(
         jobs.list_failures, backend.client.sessions, job_id=job_id, limit=FIRST_ERRORS
     )
     return job_out(view, first, datetime.now(UTC))
+
+
+def paged(rows: Sequence[T], limit: int, offset: int) -> tuple[Sequence[T], int | None]:
+    """The page of ``rows`` (asked for with ``limit + 1``: one more means there is a next
+    page) and the offset the next page starts at."""
+    return rows[:limit], (offset + limit if len(rows) > limit else None)
 
 
 def _only_ingestion(view: jobs.JobView) -> None:
@@ -282,12 +293,7 @@ def _outcomes(documents: list[DocumentIn]) -> list[Document | Rejected]:
     for number, document in enumerate(documents, start=1):
         where = f"document {number} of the request"
         outcome = document_from(document.model_dump(exclude_none=True), number, where=where)
-        if isinstance(outcome, Document):
-            if outcome.id in seen:
-                outcome = Rejected(number, f"{where}: duplicate id {outcome.id!r}", outcome.id)
-            else:
-                seen.add(outcome.id)
-        outcomes.append(outcome)
+        outcomes.append(once_per_id(outcome, seen, number=number, where=where))
     return outcomes
 
 

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from embedq import jobs
 from embedq.api.http.auth import Caller, caller
 from embedq.api.http.backend import Backend
 from embedq.api.http.problems import ApiProblem
 from embedq.api.http.routes_jobs import PROBLEMS, job_response
-from embedq.api.http.schemas import OUTPUTS_PATTERN, CollectionName, JobOut, ModelName
+from embedq.api.http.schemas import EmbeddingIn, JobOut
 from embedq.api.reindex import ReindexRequest, start_reindex
 
 router = APIRouter(prefix="/v1", tags=["reindex"])
 
 
-class ReindexIn(BaseModel):
+class ReindexIn(EmbeddingIn):
     """What to rebuild; settings left out stay as the live version was built."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    collection: CollectionName
-    model: ModelName | None = None
-    outputs: Annotated[str, StringConstraints(pattern=OUTPUTS_PATTERN)] | None = None
-    max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
-    long_text: Literal["chunk", "truncate"] | None = None
     drop_old: bool = False
 
 

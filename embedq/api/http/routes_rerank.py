@@ -20,12 +20,13 @@ from embedq.api.http.routes_jobs import (
     Who,
     backend_of,
     job_response,
+    paged,
     refuse_when_full,
     visible_job,
 )
 from embedq.api.http.schemas import JobOut
 from embedq.api.http.schemas_rerank import QueryIn, RerankIn, ResultOut, ResultPage
-from embedq.api.reader import Rejected
+from embedq.api.reader import Rejected, once_per_id
 from embedq.api.rerank_input import Query as RerankQuery
 from embedq.api.rerank_input import query_from
 
@@ -69,15 +70,15 @@ async def list_results(
         limit=limit + 1,
         offset=offset,
     )
-    more = len(results) > limit
+    page, next_offset = paged(results, limit, offset)
     return ResultPage(
         results=[
             ResultOut(query_id=r.query_id, candidate_id=r.candidate_id, score=r.score, rank=r.rank)
-            for r in results[:limit]
+            for r in page
         ],
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if more else None,
+        next_offset=next_offset,
     )
 
 
@@ -100,11 +101,5 @@ def _outcomes(queries: list[QueryIn]) -> list[RerankQuery | Rejected]:
     for number, query in enumerate(queries, start=1):
         where = f"query {number} of the request"
         outcome = query_from(query.model_dump(), number, where=where)
-        if isinstance(outcome, RerankQuery):
-            if outcome.id in seen:
-                reason = f"{where}: duplicate query_id {outcome.id!r}"
-                outcome = Rejected(number, reason, outcome.id)
-            else:
-                seen.add(outcome.id)
-        outcomes.append(outcome)
+        outcomes.append(once_per_id(outcome, seen, number=number, where=where, label="query_id"))
     return outcomes

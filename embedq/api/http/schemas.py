@@ -44,8 +44,8 @@ class DocumentIn(BaseModel):
 Documents = Annotated[list[DocumentIn], Field(max_length=MAX_DOCUMENTS_PER_BATCH)]
 
 
-class JobIn(BaseModel):
-    """A new ingestion job, optionally with its first documents, optionally sealed at once."""
+class EmbeddingIn(BaseModel):
+    """A collection and how to embed into it; what is left out takes its default."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +54,11 @@ class JobIn(BaseModel):
     outputs: Annotated[str, StringConstraints(pattern=OUTPUTS_PATTERN)] | None = None
     max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
     long_text: Literal["chunk", "truncate"] | None = None
+
+
+class JobIn(EmbeddingIn):
+    """A new ingestion job, optionally with its first documents, optionally sealed at once."""
+
     batch_size: Annotated[int, Field(ge=1, le=MAX_DOCUMENTS_PER_BATCH)] | None = None
     documents: Documents = Field(default_factory=list)
     seal: bool = False
