@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.rerank.ceiling import EncoderSize, compute_bound
 from bench.rerank.config import (
     CANDIDATES,
     LOGGER,
@@ -20,7 +21,7 @@ from bench.rerank.config import (
 from bench.rerank.methods import Options
 from bench.rerank.model import model_folder
 from bench.rerank.report import RunFacts, report
-from bench.rerank.rounds import measure
+from bench.rerank.rounds import Measurements, measure
 from bench.rerank.workload import (
     length_summary,
     pair_lengths,
@@ -53,8 +54,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = measure(
             folder, options, sets, warmup_pairs(sets[0], lengths[0]), trial_pairs(sets[0]), fixed
         )
-    facts = RunFacts(options, model, sets, summary, load_before, os.getloadavg())
+        bound = None if options.on_gpu else cpu_bound(folder, lengths, results)
+    facts = RunFacts(options, model, sets, summary, load_before, os.getloadavg(), bound)
     return report(args.out, facts, results)
+
+
+def cpu_bound(
+    folder: Path, lengths: Sequence[Sequence[int]], results: Measurements
+) -> dict[str, Any]:
+    """Measured after the rounds, on the same warm machine."""
+    seconds = {name: sum(timed.seconds) for name, timed in results.timed.items() if timed.seconds}
+    every = [n for part in lengths for n in part]
+    return compute_bound(EncoderSize.of(folder), every, seconds, len(every))
 
 
 def set_counts(args: argparse.Namespace, default_sets: int) -> tuple[int, int]:

@@ -33,6 +33,7 @@ class RunFacts:
     lengths: dict[str, Any]
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
+    compute_bound: dict[str, Any] | None = None  # CPU runs: see bench.rerank.ceiling
 
 
 def failures(scores: Sequence[Scores]) -> int:
@@ -171,6 +172,8 @@ def report(out: str | None, facts: RunFacts, results: Measurements) -> dict[str,
         "parity": checks,
         "targets": targets(methods, checks, facts.options.on_gpu),
     }
+    if facts.compute_bound is not None:
+        document["compute_bound"] = facts.compute_bound
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", path)

@@ -276,7 +276,7 @@ def _excerpt(text: str, limit: int = 80) -> str:
 
 
 def run_rerank(args: argparse.Namespace) -> int:
-    client = _ledger_client(args, "rerank")
+    client = job_client(args)
     return submit_and_follow(
         args,
         client,
@@ -292,7 +292,7 @@ def run_rerank(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    client = _ledger_client(args, "results")
+    client = job_client(args)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         offset = 0
@@ -303,13 +303,6 @@ def run_results(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
-
-
-def _ledger_client(args: argparse.Namespace, command: str) -> Client:
-    settings = get_settings(api_url=args.api)
-    if settings.api_url:
-        raise EmbedqError(f"{command} works on the ledger directly, not through --api yet")
-    return Client(settings)
 
 
 def run_keys_create(args: argparse.Namespace) -> int:

@@ -100,7 +100,7 @@ class Client:
         """Create a rerank job; its id comes back once every batch is queued (embedded: run).
 
         With ``from_collection``, each line is a bare query whose ``candidates`` best
-        documents come from a hybrid search of that collection.
+        documents come from a hybrid search of that collection, run by the worker.
         """
         request = RerankRequest(
             files=[Path(f) for f in files],
@@ -114,7 +114,6 @@ class Client:
             sessions=self.sessions,
             queue=self.queue,
             high_water_mark=self.settings.high_water_mark,
-            store=self.store if from_collection is not None else None,
             on_batch=on_batch,
         )
 

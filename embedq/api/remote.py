@@ -1,8 +1,9 @@
 """The Python client over the HTTP API: ``Client``'s operations, answered by an embedq API.
 
-Files are read here, with the same checks as a local ingest; their documents
-travel in requests of at most a thousand, and lines that could not be read are
-sent along to be recorded as the job's failures. A full queue (429) is waited
+Files are read here, with the same checks as a local ingest or rerank; their
+documents (or queries) travel in requests of at most a thousand and at most
+``REQUEST_BYTES``, and lines that could not be read are sent along to be recorded
+as the job's failures. A full queue (429) is waited
 out as its Retry-After says. Views come back as the ledger's own types, so the
 command line prints the same either way.
 """
@@ -14,16 +15,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from embedq import jobs as ledger
 from embedq.api.producer import check_readable, read_all
 from embedq.api.reader import Document, Rejected
+from embedq.api.rerank_input import Query
+from embedq.api.rerank_producer import read_all_queries
 from embedq.errors import EmbedqError, PermanentError, RetryableError
 
 REQUEST_DOCUMENTS = 1000  # the API's limit per request
+REQUEST_BYTES = 16 * 2**20  # half the API's default body limit: room for JSON's escapes
 LONG_POLL_S = 20
 DEFAULT_TIMEOUT_S = 120
 MAX_BACKPRESSURE_WAIT_S = 60
@@ -75,9 +80,7 @@ class RemoteClient:
         on_batch: Callable[[str], None] | None = None,
     ) -> str:
         """Create a job, send every document of ``files``, seal it; returns the job's id."""
-        paths = [Path(f) for f in files]
-        for path in paths:
-            check_readable(path)
+        paths = _readable(files)
         options = {
             "model": model,
             "outputs": outputs,
@@ -87,12 +90,36 @@ class RemoteClient:
         }
         body = {"collection": collection, **{k: v for k, v in options.items() if v is not None}}
         job_id = str(self._call("POST", "/v1/jobs", json=body)["id"])
-        for documents, rejected in _requests(read_all(paths)):
-            self._append(job_id, documents, rejected)
-            if on_batch is not None:
-                on_batch(job_id)
-        self._call("POST", f"/v1/jobs/{job_id}/seal")
-        return job_id
+        documents = _requests(read_all(paths))
+        return self._fill_and_seal(job_id, "batches", "documents", documents, on_batch)
+
+    def rerank(
+        self,
+        files: Sequence[str | Path],
+        *,
+        model: str,
+        top_k: int | None = None,
+        from_collection: str | None = None,
+        candidates: int = 100,
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Create a rerank job, send every query of ``files``, seal it; returns the job's id."""
+        paths = _readable(files)
+        body: dict[str, Any] = {"model": model, "top_k": top_k, "seal": False}
+        if from_collection is not None:
+            body |= {"from_collection": from_collection, "candidates": candidates}
+        job_id = str(self._call("POST", "/v1/rerank", json=body)["id"])
+        queries = _requests(read_all_queries(paths, searched=from_collection is not None))
+        return self._fill_and_seal(job_id, "queries", "queries", queries, on_batch)
+
+    def results(
+        self, job_id: str, *, limit: int = 1000, offset: int = 0
+    ) -> list[ledger.RerankResult]:
+        """A rerank job's scores and ranks, by query id and then rank."""
+        page = self._call(
+            "GET", f"/v1/jobs/{job_id}/results", params={"limit": limit, "offset": offset}
+        )
+        return [ledger.RerankResult(**result) for result in page["results"]]
 
     def status(self, job_id: str) -> ledger.JobView:
         return job_view(self._call("GET", f"/v1/jobs/{job_id}"))
@@ -145,14 +172,28 @@ class RemoteClient:
 
     # --- the wire ---------------------------------------------------------------------------
 
-    def _append(self, job_id: str, documents: list[Document], rejected: list[Rejected]) -> None:
-        body = {
-            "documents": [_document_body(document) for document in documents],
-            "rejected": [
-                {"reason": r.reason, "line": r.line, "doc_id": r.doc_id} for r in rejected
-            ],
-        }
-        self._call("POST", f"/v1/jobs/{job_id}/batches", json=body, backpressure=True)
+    def _fill_and_seal(
+        self,
+        job_id: str,
+        route: str,
+        field: str,
+        requests: Iterable[tuple[Sequence[Document | Query], list[Rejected]]],
+        on_batch: Callable[[str], None] | None,
+    ) -> str:
+        """POST each request's items (as ``field``) and unreadable lines to the job's ``route``,
+        waiting out a full queue, then seal the job; returns its id."""
+        for items, rejected in requests:
+            body = {
+                field: [_item_body(item) for item in items],
+                "rejected": [
+                    {"reason": r.reason, "line": r.line, "doc_id": r.doc_id} for r in rejected
+                ],
+            }
+            self._call("POST", f"/v1/jobs/{job_id}/{route}", json=body, backpressure=True)
+            if on_batch is not None:
+                on_batch(job_id)
+        self._call("POST", f"/v1/jobs/{job_id}/seal")
+        return job_id
 
     def _poll(
         self, job_id: str, tag: str, wait: float, last: ledger.JobView | None = None
@@ -206,27 +247,50 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
     raise ApiRejectedError(response.status_code, detail)
 
 
-def _requests(
-    outcomes: Iterable[Document | Rejected],
-) -> Iterator[tuple[list[Document], list[Rejected]]]:
-    """Outcomes in request-sized groups (documents and rejections counted together)."""
-    documents: list[Document] = []
+Item = TypeVar("Item", Document, Query)
+
+
+def _requests(outcomes: Iterable[Item | Rejected]) -> Iterator[tuple[list[Item], list[Rejected]]]:
+    """Outcomes in request-sized groups: at most ``REQUEST_DOCUMENTS`` of them (documents and
+    rejections counted together) and about ``REQUEST_BYTES`` of JSON (one item may be more)."""
+    items: list[Item] = []
     rejected: list[Rejected] = []
+    size = 0
     for outcome in outcomes:
-        if isinstance(outcome, Document):
-            documents.append(outcome)
-        else:
+        cost = _json_size(outcome)
+        full = len(items) + len(rejected) >= REQUEST_DOCUMENTS or size + cost > REQUEST_BYTES
+        if full and (items or rejected):
+            yield items, rejected
+            items, rejected, size = [], [], 0
+        if isinstance(outcome, Rejected):
             rejected.append(outcome)
-        if len(documents) + len(rejected) >= REQUEST_DOCUMENTS:
-            yield documents, rejected
-            documents, rejected = [], []
-    if documents or rejected:
-        yield documents, rejected
+        else:
+            items.append(outcome)
+        size += cost
+    if items or rejected:
+        yield items, rejected
 
 
-def _document_body(document: Document) -> dict[str, Any]:
-    # the text already has its title in front (the reader joined them)
-    return document.as_payload()
+def _json_size(outcome: Document | Query | Rejected) -> int:
+    if isinstance(outcome, Rejected):
+        return len(outcome.reason) + 64
+    return len(orjson.dumps(outcome.as_payload()))
+
+
+def _item_body(item: Document | Query) -> dict[str, Any]:
+    if isinstance(item, Document):
+        return item.as_payload()  # its text already has its title in front
+    body: dict[str, Any] = {"query_id": item.id, "query": item.text}
+    if item.candidates:  # none when the job's collection gives them
+        body["candidates"] = [{"id": c.id, "text": c.text} for c in item.candidates]
+    return body
+
+
+def _readable(files: Sequence[str | Path]) -> list[Path]:
+    paths = [Path(f) for f in files]
+    for path in paths:
+        check_readable(path)
+    return paths
 
 
 def job_view(body: dict[str, Any]) -> ledger.JobView:

@@ -1,18 +1,22 @@
 """Reading rerank input: one query a line, with the candidates to score against it.
 
 A line is ``{"query_id", "query", "candidates": [{"id", "text"}, ...]}`` (plain or
-gzip JSON Lines). As with documents, a line that cannot become a query is reported
+gzip JSON Lines), or ``{"query_id", "query"}`` alone for a job whose candidates a worker
+finds by searching a collection. As with documents, a line that cannot become a query is reported
 with its line number and reason, and every other line is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from embedq.api.reader import MAX_TEXT_CHARS, Rejected, once_per_id, parse_row, read_lines
+
+# per query, whether listed or found by a search: the API's limit, and a search's
+MAX_CANDIDATES_PER_QUERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,32 +41,34 @@ class Query:
         }
 
 
-# Gives a line its candidates (from a search) before it is read: ``{"query_id", "query"}``.
-CandidateFinder = Callable[[str], Sequence[Candidate]]
-
-
 def read_queries(
-    path: Path, *, seen: set[str] | None = None, find: CandidateFinder | None = None
+    path: Path, *, seen: set[str] | None = None, searched: bool = False
 ) -> Iterator[Query | Rejected]:
     """Queries and rejections of one file, in file order; a query id seen before is rejected.
 
     Pass the same ``seen`` set for every file of a job, so ids are unique across all of them.
-    With ``find``, lines carry no candidates: ``find(query)`` gives them.
+    ``searched``: lines carry no candidates, a worker finds them (see ``query_from``).
     """
     seen = set() if seen is None else seen
     for number, raw in read_lines(path):
         row = parse_row(raw, number)
-        if find is not None and not isinstance(row, Rejected):
-            row = _with_found_candidates(row, find)
         outcome = (
-            row if isinstance(row, Rejected) else query_from(row, number, where=f"line {number}")
+            row
+            if isinstance(row, Rejected)
+            else query_from(row, number, where=f"line {number}", searched=searched)
         )
         where = f"line {number} of {path.name}"
         yield once_per_id(outcome, seen, number=number, where=where, label="query_id")
 
 
-def query_from(row: dict[str, Any], number: int, *, where: str) -> Query | Rejected:
-    """The query in one parsed row, or why it is not one (``where`` names the row)."""
+def query_from(
+    row: dict[str, Any], number: int, *, where: str, searched: bool = False
+) -> Query | Rejected:
+    """The query in one parsed row, or why it is not one (``where`` names the row).
+
+    ``searched``: the job takes candidates from a search, so the row must bring none
+    (silently dropping a row's own candidates would score something else than it says).
+    """
     query_id = _id(row.get("query_id"))
     if query_id is None:
         return Rejected(number, f"{where} has no usable query_id (a string or an integer)")
@@ -71,36 +77,37 @@ def query_from(row: dict[str, Any], number: int, *, where: str) -> Query | Rejec
         problem = "query is empty"
     if problem is not None:
         return Rejected(number, f"{where}: {problem}", query_id)
+    if searched:
+        if row.get("candidates") is not None:
+            problem = "candidates come from the job's collection: the line must not list its own"
+            return Rejected(number, f"{where}: {problem}", query_id)
+        return Query(query_id, row["query"], ())
     candidates = _candidates(row.get("candidates"))
     if isinstance(candidates, str):
         return Rejected(number, f"{where}: {candidates}", query_id)
     return Query(query_id, row["query"], candidates)
 
 
-def _with_found_candidates(row: dict[str, Any], find: CandidateFinder) -> dict[str, Any]:
-    query = row.get("query")
-    if not isinstance(query, str) or not query.strip():
-        return row  # read as it is: the reason names the query's problem
-    found = [{"id": c.id, "text": c.text} for c in find(query)]
-    return {**row, "candidates": found}
-
-
-def pair_bounded(queries: Iterable[Query], *, max_pairs: int) -> Iterator[list[Query]]:
+def pair_bounded(
+    queries: Iterable[Query], *, max_pairs: int, searched: int = 0
+) -> Iterator[list[Query]]:
     """Batches of whole queries holding at most ``max_pairs`` candidates in all.
 
     A query with more candidates than that is a batch of its own: the worker's runtime
-    packs any number of pairs into micro-batches that fit its memory budget.
+    packs any number of pairs into micro-batches that fit its memory budget. A query
+    without candidates counts as the ``searched`` ones a worker will find for it.
     """
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be at least 1, got {max_pairs}")
     batch: list[Query] = []
     pairs = 0
     for query in queries:
-        if batch and pairs + len(query.candidates) > max_pairs:
+        size = len(query.candidates) or searched
+        if batch and pairs + size > max_pairs:
             yield batch
             batch, pairs = [], 0
         batch.append(query)
-        pairs += len(query.candidates)
+        pairs += size
     if batch:
         yield batch
 

@@ -5,6 +5,10 @@ its batches' documents are queries with their candidates, cut so that no batch h
 more than ``MAX_PAIRS_PER_BATCH`` (query, candidate) pairs, except a query with more
 candidates than that, which travels alone. Workers write scores and ranks to the
 ledger (``jobs.list_results``), not to Qdrant.
+
+A job ``from_collection`` takes bare queries: the worker that scores a query first
+finds its candidates by a hybrid search of that collection, embedding the query on
+the worker's device, so producers and the API never load an embedding model.
 """
 
 from __future__ import annotations
@@ -13,23 +17,17 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.api.producer import accepted, check_readable, publish_batches
 from embedq.api.reader import Rejected
-from embedq.api.rerank_input import (
-    Candidate,
-    CandidateFinder,
-    Query,
-    pair_bounded,
-    read_queries,
-)
+from embedq.api.rerank_input import MAX_CANDIDATES_PER_QUERY, Query, pair_bounded, read_queries
 from embedq.errors import InvalidSettingError
 from embedq.models.describe import check_reranker
-from embedq.search.searcher import hybrid_candidates
-from embedq.workers.qdrant_store import QdrantStore
+from embedq.search.index import index_settings
 from embedq.workers.queues import BatchQueue
 
 logger = logging.getLogger(__name__)
@@ -49,25 +47,17 @@ class RerankRequest:
     from_collection: str | None = None
     candidates: int = 100
 
+    @property
+    def searched(self) -> int:
+        """Candidates a worker finds per query (0: the queries bring their own)."""
+        return 0 if self.from_collection is None else self.candidates
 
-def searched_candidates(
-    request: RerankRequest, *, sessions: sessionmaker[Session], store: QdrantStore
-) -> CandidateFinder | None:
-    """The candidates of a query from the request's collection (one per document), or None."""
-    collection = request.from_collection
-    if collection is None:
-        return None
-    if request.candidates < 1:
-        raise InvalidSettingError(f"candidates must be at least 1, got {request.candidates}")
-
-    def find(query: str) -> list[Candidate]:
-        hits = hybrid_candidates(sessions, store, collection, query, request.candidates)
-        best: dict[str, Candidate] = {}
-        for hit in hits:  # a document's best chunk stands for it
-            best.setdefault(hit.doc_id, Candidate(hit.doc_id, hit.text))
-        return list(best.values())
-
-    return find
+    def job_options(self) -> dict[str, Any]:
+        return {
+            "top_k": self.top_k,
+            "from_collection": self.from_collection,
+            "candidates": self.searched or None,
+        }
 
 
 def submit_rerank(
@@ -76,27 +66,19 @@ def submit_rerank(
     sessions: sessionmaker[Session],
     queue: BatchQueue,
     high_water_mark: int,
-    store: QdrantStore | None = None,
     on_batch: Callable[[str], None] | None = None,
 ) -> str:
-    """Create, fill and seal a rerank job; returns its id.
-
-    ``store`` is needed only to take candidates from a collection.
-    """
+    """Create, fill and seal a rerank job; returns its id."""
     for path in request.files:
         check_readable(path)
-    find = None
-    if request.from_collection is not None:
-        if store is None:
-            raise InvalidSettingError("candidates from a collection need its Qdrant store")
-        find = searched_candidates(request, sessions=sessions, store=store)
     job_id = open_rerank_job(request, sessions=sessions)
     add_queries(
         job_id,
-        read_all_queries(request.files, find=find),
+        read_all_queries(request.files, searched=request.from_collection is not None),
         sessions=sessions,
         queue=queue,
         max_pairs=request.max_pairs,
+        searched=request.searched,
         high_water_mark=high_water_mark,
         on_batch=on_batch,
     )
@@ -107,16 +89,27 @@ def submit_rerank(
 def open_rerank_job(
     request: RerankRequest, *, sessions: sessionmaker[Session], tenant: str | None = None
 ) -> str:
-    """Check the model is a reranker and ``top_k`` makes sense, then record a pending job."""
+    """Check the model is a reranker and the options make sense, then record a pending job.
+
+    Candidates from a collection need one the ledger knows how to search (it has been
+    written): checked here, so a wrong name fails the request, not every query.
+    """
     if request.top_k is not None and request.top_k < 1:
         raise InvalidSettingError(f"top_k must be at least 1, got {request.top_k}")
+    if request.from_collection is not None:
+        if not 1 <= request.candidates <= MAX_CANDIDATES_PER_QUERY:
+            raise InvalidSettingError(
+                f"candidates must be between 1 and {MAX_CANDIDATES_PER_QUERY:,}, "
+                f"got {request.candidates}"
+            )
+        index_settings(sessions, request.from_collection)  # NotIndexedError if never written
     check_reranker(request.model)
     job_id = jobs.create_job(
         sessions,
         kind=jobs.JobKind.rerank,
-        collection="",
+        collection=request.from_collection or "",
         model=request.model,
-        options={"top_k": request.top_k},
+        options=request.job_options(),
         tenant=tenant,
     )
     logger.info("job %s: reranking with %s", job_id, request.model)
@@ -130,10 +123,13 @@ def add_queries(
     sessions: sessionmaker[Session],
     queue: BatchQueue,
     max_pairs: int = MAX_PAIRS_PER_BATCH,
+    searched: int = 0,
     high_water_mark: int | None,
     on_batch: Callable[[str], None] | None = None,
 ) -> int:
     """Record and publish the queries in pair-bounded batches; returns the batches.
+
+    ``searched``: the candidates a worker will find for each query that has none.
 
     Rejected outcomes become the job's failures. Waits while the queue is above
     ``high_water_mark`` (None: never, for a caller that checked it already).
@@ -141,7 +137,7 @@ def add_queries(
     queries = accepted(outcomes, sessions=sessions, job_id=job_id)
     return publish_batches(
         job_id,
-        pair_bounded(queries, max_pairs=max_pairs),
+        pair_bounded(queries, max_pairs=max_pairs, searched=searched),
         sessions=sessions,
         queue=queue,
         high_water_mark=high_water_mark,
@@ -158,9 +154,9 @@ def seal_rerank(
 
 
 def read_all_queries(
-    files: Iterable[Path], *, find: CandidateFinder | None = None
+    files: Iterable[Path], *, searched: bool = False
 ) -> Iterator[Query | Rejected]:
     """Every file's outcomes; query ids must be unique across the whole job."""
     seen: set[str] = set()
     for path in files:
-        yield from read_queries(path, seen=seen, find=find)
+        yield from read_queries(path, seen=seen, searched=searched)

@@ -34,6 +34,7 @@ from embedq.jobs.ledger import (
     split_batch,
 )
 from embedq.jobs.queries import (
+    batch_job_kind,
     count_jobs_by_status,
     expired_batches,
     get_job,
@@ -92,6 +93,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "add_batch",
     "authenticate",
+    "batch_job_kind",
     "cancel_job",
     "check_schema",
     "claim_batch",

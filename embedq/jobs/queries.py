@@ -125,6 +125,14 @@ def expired_batches(
         return list(s.scalars(query))
 
 
+def batch_job_kind(sessions: sessionmaker[Session], *, batch_id: str) -> JobKind | None:
+    """The kind of the job the batch belongs to, or None when there is no such batch."""
+    query = select(Job.kind).join(Batch, Batch.job_id == Job.id).where(Batch.id == batch_id)
+    with transaction(sessions, read_only=True) as s:
+        kind = s.scalar(query)
+        return None if kind is None else JobKind(kind)
+
+
 def queued_batches(
     sessions: sessionmaker[Session],
     *,

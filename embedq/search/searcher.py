@@ -67,10 +67,26 @@ def search(
 
 
 def hybrid_candidates(
-    sessions: sessionmaker[Session], store: QdrantStore, collection: str, query: str, n: int
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    collection: str,
+    query: str,
+    n: int,
+    *,
+    device: str | None = None,
+    memory_budget: str | None = None,
 ) -> list[Hit]:
     """The ``n`` best chunks by hybrid search (dense alone where there is no sparse)."""
-    return search(sessions, store, collection, query, top_k=n, mode="hybrid")
+    return search(
+        sessions,
+        store,
+        collection,
+        query,
+        top_k=n,
+        mode="hybrid",
+        device=device,
+        memory_budget=memory_budget,
+    )
 
 
 def reranked(hits: Sequence[Hit], score: Scorer, query: str, top_k: int) -> list[Hit]:

@@ -3,6 +3,9 @@
 The results go to the ledger with the batch's completion (``jobs.complete_rerank_batch``),
 not to Qdrant. A pair that cannot be scored fails its query, with a reason naming the
 candidate; every other query of the batch is still scored and ranked.
+
+A job ``from_collection`` brings bare queries: each one's candidates are first found
+by a hybrid search of that collection (a document's best chunk stands for it).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from embedq import jobs
+from embedq.errors import PermanentError
+from embedq.search.searcher import hybrid_candidates
 from embedq.workers.context import WorkerContext
 
 
@@ -24,10 +29,58 @@ class RankedBatch:
 
 def rerank_claim(context: WorkerContext, claim: jobs.Claim) -> RankedBatch:
     reranker = context.reranker(claim.model)
-    queries = claim.documents
+    queries, not_found = with_candidates(context, claim)
     pairs = [(query["query"], c["text"]) for query in queries for c in query["candidates"]]
     scores, reasons = reranker.score_each(pairs)
-    return rank(queries, scores, reasons, top_k=claim.options.get("top_k"))
+    ranked = rank(queries, scores, reasons, top_k=claim.options.get("top_k"))
+    return RankedBatch(ranked.results, not_found + ranked.failures, ranked.queries_done)
+
+
+def with_candidates(
+    context: WorkerContext, claim: jobs.Claim
+) -> tuple[list[dict[str, Any]], list[jobs.Failure]]:
+    """The batch's queries with their candidates, searched for where the job says so.
+
+    A query whose search cannot run (or finds nothing) fails alone; a passing error
+    (Qdrant unreachable) propagates, so the whole batch is tried again.
+    """
+    collection = claim.options.get("from_collection")
+    if not collection:
+        return list(claim.documents), []
+    queries, failures = [], []
+    for query in claim.documents:
+        try:
+            candidates = searched_candidates(
+                context, collection, query["query"], int(claim.options["candidates"])
+            )
+        except PermanentError as error:
+            failures.append(_not_searched(query, collection, str(error)))
+            continue
+        if not candidates:
+            failures.append(_not_searched(query, collection, "the search found no documents"))
+            continue
+        queries.append({**query, "candidates": candidates})
+    return queries, failures
+
+
+def searched_candidates(
+    context: WorkerContext, collection: str, query: str, n: int
+) -> list[dict[str, Any]]:
+    """The ``n`` best chunks by hybrid search, one candidate per document (its best chunk)."""
+    settings = context.settings
+    hits = hybrid_candidates(
+        context.sessions,
+        context.store,
+        collection,
+        query,
+        n,
+        device=settings.device,
+        memory_budget=settings.memory_budget,
+    )
+    best: dict[str, dict[str, Any]] = {}
+    for hit in hits:
+        best.setdefault(hit.doc_id, {"id": hit.doc_id, "text": hit.text})
+    return list(best.values())
 
 
 def rank(
@@ -77,4 +130,10 @@ def _failure(query: dict[str, Any], failed: list[dict[str, Any]], reason: str) -
     return jobs.Failure(
         doc_id=str(query["id"]),
         reason=f"candidate {failed[0]['id']!r} could not be scored: {reason}{more}",
+    )
+
+
+def _not_searched(query: dict[str, Any], collection: str, reason: str) -> jobs.Failure:
+    return jobs.Failure(
+        doc_id=str(query["id"]), reason=f"no candidates from collection {collection!r}: {reason}"
     )

@@ -18,14 +18,16 @@ from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
+from sqlalchemy.orm import Session, sessionmaker
 
+from embedq import jobs
 from embedq.errors import RetryableError
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
 from embedq.workers.reaper import Reaper
-from embedq.workers.writer import BatchWriter
+from embedq.workers.writer import BatchWriter, OnError
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +71,38 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def publish_reindex(batch_id: str) -> None:
         reindex_batch.apply_async(args=[batch_id], queue=settings.reindex_queue)
 
-    def publish_again(batch_id: str, delay: float | None = None) -> None:
-        # a retried write or an expired lease: the ingestion queue takes any batch
-        embed_batch.apply_async(args=[batch_id], countdown=delay)
-
-    _connect_process_signals(settings, publish_again=publish_again, publish_reindex=publish_reindex)
+    _connect_process_signals(app, settings, publish_reindex=publish_reindex)
 
 
-def _connect_process_signals(
-    settings: Settings,
-    *,
-    publish_again: Callable[[str, float | None], None],
-    publish_reindex: Callable[[str], None],
-) -> None:
-    """Per worker process, after the fork: the context, its writer, the reaper; at exit, stop."""
+Republish = Callable[[str, float | None], None]
+
+
+def republisher(app: Celery, settings: Settings, sessions: sessionmaker[Session]) -> Republish:
+    """``publish_again(batch_id, delay)``, for a retried write or an expired lease.
+
+    The batch goes back to the task and queue of its job's kind: a re-index batch sent
+    to ingestion's would jump ahead of ingestion and escape the re-index rate limit.
+    """
+
+    def publish_again(batch_id: str, delay: float | None) -> None:
+        kind = jobs.batch_job_kind(sessions, batch_id=batch_id)
+        if kind is None:
+            # its job was deleted: a worker would only fail on it with BatchNotFoundError
+            logger.warning("batch %s is no longer in the ledger: not published again", batch_id)
+            return
+        reindex = kind == jobs.JobKind.reindex
+        app.send_task(
+            REINDEX_BATCH if reindex else EMBED_BATCH,
+            args=[batch_id],
+            queue=settings.reindex_queue if reindex else settings.queue,
+            countdown=delay,
+        )
+
+    return publish_again
+
+
+def write_retrier(settings: Settings, publish_again: Republish) -> OnError:
+    """The writer's ``on_error``: a passing failure is queued again after a lease's length."""
 
     def retry_write(batch_id: str, error: Exception) -> None:
         if not isinstance(error, RetryableError):
@@ -93,11 +113,20 @@ def _connect_process_signals(
         logger.warning("writing batch %s failed (%s): queued in %.0f s", batch_id, error, delay)
         publish_again(batch_id, delay)
 
+    return retry_write
+
+
+def _connect_process_signals(
+    app: Celery, settings: Settings, *, publish_reindex: Callable[[str], None]
+) -> None:
+    """Per worker process, after the fork: the context, its writer, the reaper; at exit, stop."""
+
     @worker_process_init.connect(weak=False)
     def _start(**_: object) -> None:
         context = worker_context(settings)
+        publish_again = republisher(app, settings, context.sessions)
         if settings.qdrant_url is not None:  # a local folder's client keeps to one thread
-            context.writer = BatchWriter(on_error=retry_write)
+            context.writer = BatchWriter(on_error=write_retrier(settings, publish_again))
         context.publish_reindex = publish_reindex
         reaper = Reaper(context, publish=lambda batch_id: publish_again(batch_id, None))
         reaper.start()

@@ -15,10 +15,12 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
+from FlagEmbedding import FlagReranker
 from qdrant_client import QdrantClient
 
 from embedq import jobs
 from embedq.api.client import Client
+from embedq.api.remote import RemoteClient
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import point_id
 
@@ -266,3 +268,39 @@ def test_a_worker_serves_ingestion_before_a_waiting_reindex(
     assert client.store.resolve(collection) == f"{collection}__v2"
     late = [f"late-{i}" for i in range(32)]
     assert_every_document_once(qdrant_url, collection, first + late)
+
+
+def test_a_rerank_from_a_collection_over_the_api_is_searched_and_scored_by_a_worker(
+    client, environment, workers, collection, tmp_path, scifact_texts, minilm_path, build_model
+):
+    key = client.create_api_key(tenant="e2e").secret
+    remote = RemoteClient(start_api(environment, free_port(), tmp_path / "api.log", workers), key)
+    start_worker(environment, tmp_path / "worker.log", workers)
+    texts = scifact_texts[:24]
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, texts)
+    built = remote.ingest(
+        [corpus], collection=collection, model=str(minilm_path), long_text="truncate"
+    )
+    assert remote.wait(built, timeout=240).status == "succeeded"
+    queries = {f"q{i}": texts[i][:200] for i in (2, 5, 9)}
+    with (tmp_path / "queries.jsonl").open("w") as out:
+        for query_id, query in queries.items():
+            out.write(json.dumps({"query_id": query_id, "query": query}) + "\n")
+    reranker = str(build_model(style="xlm-roberta", reranker=True))
+
+    job_id = remote.rerank(
+        [tmp_path / "queries.jsonl"], model=reranker, from_collection=collection, candidates=6
+    )
+
+    view = remote.wait(job_id, timeout=240)
+    assert view.status == "succeeded", (tmp_path / "worker.log").read_text()[-3000:]
+    results = remote.results(job_id, limit=100)
+    assert len(results) == 18  # six candidates each, one chunk a document
+    flag = FlagReranker(reranker, use_fp16=False, devices="cpu")
+    for query_id, query in queries.items():
+        mine = [r for r in results if r.query_id == query_id]
+        assert f"doc-{query_id[1:]}" in {r.candidate_id for r in mine}  # its own document
+        pairs = [(query, texts[int(r.candidate_id.removeprefix("doc-"))]) for r in mine]
+        expected = flag.compute_score(pairs, max_length=512)
+        assert [r.score for r in mine] == pytest.approx(expected, abs=1e-4)

@@ -7,6 +7,7 @@ worker runs, so jobs stay queued unless cancelled.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import socket
@@ -15,17 +16,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import uvicorn
 
 from embedq import jobs
 from embedq.api import cli
+from embedq.api import remote as remote_module
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
 from embedq.api.remote import ApiRejectedError, RemoteClient
 from embedq.settings import Settings
+from embedq.workers.context import WorkerContext
+from embedq.workers.pipeline import process_batch
 
 
 @dataclass
@@ -203,3 +209,110 @@ def test_the_command_line_prints_the_same_with_api(served: Served, tmp_path, mon
     for command in (["status", job_id, "--json"], ["jobs", "--json"], ["failures", job_id]):
         assert run_cli("--api", served.url, *command) == run_cli(*command)
     assert jobs.get_job(served.local.sessions, job_id=job_id) is not None
+
+
+# --- rerank jobs over the API -------------------------------------------------------------
+
+
+def rerank_input(path, texts: list[str], queries: int) -> Path:
+    with path.open("w") as out:
+        for q in range(queries):
+            candidates = [{"id": f"c{i}", "text": texts[q + i]} for i in range(4)]
+            out.write(
+                json.dumps({"query_id": f"q{q}", "query": texts[q][:80], "candidates": candidates})
+                + "\n"
+            )
+        out.write("{not json\n")
+        out.write(
+            json.dumps({"query_id": "q0", "query": "the same id", "candidates": candidates}) + "\n"
+        )
+    return path
+
+
+def measuring_queries(url: str, sizes: list[int]) -> httpx.Client:
+    """An HTTP client that notes the body size of every request that appends queries."""
+
+    def note(request: httpx.Request) -> None:
+        if request.url.path.endswith("/queries"):
+            sizes.append(len(request.content))
+
+    return httpx.Client(base_url=url, event_hooks={"request": [note]})
+
+
+def run_queued(settings: Settings, job_id: str) -> None:
+    """Run the job's queued batches here, as a worker would."""
+    context = WorkerContext.create(settings)
+    for batch_id in jobs.queued_batches(context.sessions, job_id=job_id):
+        assert process_batch(context, batch_id, publish=lambda _: None).status == "succeeded"
+
+
+def test_a_rerank_over_the_api_goes_in_bounded_requests_and_reads_back_like_a_local_one(
+    served: Served, tmp_path, monkeypatch, build_model, scifact_texts
+):
+    reranker = str(build_model(style="xlm-roberta", reranker=True))
+    path = rerank_input(tmp_path / "queries.jsonl", scifact_texts, 9)
+    monkeypatch.setattr(remote_module, "REQUEST_DOCUMENTS", 4)
+    sizes: list[int] = []
+    remote = RemoteClient(served.url, served.key, http=measuring_queries(served.url, sizes))
+    job_id = remote.rerank([path], model=reranker, top_k=2)
+    local_id = served.local.rerank([path], model=reranker, top_k=2)
+
+    assert len(sizes) == 3  # 9 queries and 2 unreadable lines, 4 a request
+    mine, theirs = served.local.status(job_id), served.local.status(local_id)
+    assert (mine.kind, mine.tenant, mine.sealed, mine.options) == (
+        "rerank",
+        "acme",
+        True,
+        theirs.options,
+    )
+    counts = (mine.documents_total, mine.documents_failed)
+    assert counts == (theirs.documents_total, theirs.documents_failed) == (11, 2)
+    # a request's queries are batched on their own: 2,000 pairs a batch at most, one here
+    assert (mine.batches_total, theirs.batches_total) == (3, 1)
+    reasons = [(f.line, f.reason) for f in served.local.failures(job_id)]
+    assert reasons == [(f.line, f.reason) for f in served.local.failures(local_id)]
+
+    run_queued(served.settings, job_id)
+    run_queued(served.settings, local_id)
+    results = remote.results(job_id, limit=5)
+    assert len(results) == 5 and results == served.local.results(job_id, limit=5)
+    assert [r.query_id for r in remote.results(job_id, limit=100)] == [
+        f"q{q}" for q in range(9) for _ in (1, 2)
+    ]
+    # the same pairs scored alike (other batch shapes: fp32 rounding apart)
+    scores = {(r.query_id, r.candidate_id): r.score for r in served.local.results(local_id)}
+    assert {(r.query_id, r.candidate_id): r.score for r in remote.results(job_id)} == (
+        pytest.approx(scores, abs=1e-6)
+    )
+    with pytest.raises(KeyError, match="no job"):
+        remote.results(uuid.uuid4().hex)
+
+
+def test_remote_requests_stay_under_their_byte_bound(
+    served: Served, tmp_path, monkeypatch, build_model, scifact_texts
+):
+    reranker = str(build_model(style="xlm-roberta", reranker=True))
+    path = rerank_input(tmp_path / "queries.jsonl", scifact_texts, 12)
+    monkeypatch.setattr(remote_module, "REQUEST_BYTES", 8000)
+    sizes: list[int] = []
+    http = measuring_queries(served.url, sizes)
+    job_id = RemoteClient(served.url, served.key, http=http).rerank([path], model=reranker)
+    assert len(sizes) > 2 and max(sizes) <= 8000 + 1000  # the bound, plus the envelope's keys
+    assert served.local.status(job_id).documents_total == 14
+
+
+def test_the_command_line_reranks_and_writes_results_through_the_api(
+    served: Served, tmp_path, monkeypatch, build_model, scifact_texts
+):
+    monkeypatch.setenv("EMBEDQ_API_KEY", served.key)
+    reranker = str(build_model(style="xlm-roberta", reranker=True))
+    path = rerank_input(tmp_path / "queries.jsonl", scifact_texts, 3)
+    code, out = run_cli("--api", served.url, "rerank", str(path), "--model", reranker, "--json")
+    assert code == 0, out
+    job_id = json.loads(out)["id"]
+    run_queued(served.settings, job_id)
+    code, out = run_cli("--api", served.url, "results", job_id)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 12
+    local = [dataclasses.asdict(r) for r in served.local.results(job_id)]
+    assert lines == local

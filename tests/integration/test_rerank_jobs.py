@@ -272,6 +272,107 @@ def test_the_api_refuses_a_model_that_is_not_a_reranker(http, build_model, rows)
     assert api.post("/v1/rerank", json=too_many, headers=headers["acme"]).status_code == 422
 
 
+def test_the_api_fills_an_open_rerank_job_in_requests_then_seals_it(
+    http, model, build_model, rows, reference
+):
+    api, headers = http
+    acme = headers["acme"]
+    created = api.post("/v1/rerank", json={"model": model, "seal": False}, headers=acme)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert created.json()["status"] == "pending"
+    first = api.post(f"/v1/jobs/{job_id}/queries", json={"queries": rows[:2]}, headers=acme)
+    assert first.status_code == 202, first.text
+    assert (first.json()["documents"], first.json()["rejected"]) == (2, 0)
+    bare = {"query_id": "bare", "query": "no candidates"}  # only a collection's job takes these
+    broken = {"reason": "line 9 is not JSON", "line": 9}
+    second = api.post(
+        f"/v1/jobs/{job_id}/queries",
+        json={"queries": [rows[2], bare], "rejected": [broken]},
+        headers=acme,
+    )
+    assert second.status_code == 202, second.text
+    assert (second.json()["documents"], second.json()["rejected"]) == (2, 2)
+    assert api.get(f"/v1/jobs/{job_id}", headers=acme).json()["sealed"] is False
+
+    sealed = api.post(f"/v1/jobs/{job_id}/seal", headers=acme)
+    assert sealed.status_code == 200, sealed.text
+    job = sealed.json()
+    assert (job["status"], job["documents_done"], job["documents_failed"]) == ("partial", 3, 2)
+    results = api.get(f"/v1/jobs/{job_id}/results", params={"limit": 5000}, headers=acme).json()
+    check_ranked([jobs.RerankResult(**r) for r in results["results"]], reference, per_query=15)
+    reasons = [
+        f["reason"] for f in api.get(f"/v1/jobs/{job_id}/failures", headers=acme).json()["failures"]
+    ]
+    assert any("candidates must be a non-empty list" in reason for reason in reasons)
+    assert "line 9 is not JSON" in reasons
+
+    late = api.post(f"/v1/jobs/{job_id}/queries", json={"queries": rows[:1]}, headers=acme)
+    assert late.status_code == 409
+    foreign = api.post(
+        f"/v1/jobs/{job_id}/queries", json={"queries": rows[:1]}, headers=headers["globex"]
+    )
+    assert foreign.status_code == 404
+    embedder = str(build_model(style="xlm-roberta"))
+    ingest = api.post(
+        "/v1/jobs", json={"collection": "papers", "model": embedder}, headers=acme
+    ).json()
+    wrong_kind = api.post(
+        f"/v1/jobs/{ingest['id']}/queries", json={"queries": rows[:1]}, headers=acme
+    )
+    assert wrong_kind.status_code == 409
+    documents = api.post(
+        f"/v1/jobs/{job_id}/batches", json={"documents": [{"id": "d", "text": "t"}]}, headers=acme
+    )
+    assert documents.status_code == 409
+    assert "add queries at" in documents.json()["detail"]
+    empty = api.post(f"/v1/jobs/{job_id}/queries", json={"queries": []}, headers=acme)
+    assert empty.status_code == 422
+
+
+def test_the_api_takes_candidates_only_from_a_collection_of_the_callers_own(
+    http, model, build_model, scifact_texts
+):
+    api, headers = http
+    documents = [{"id": f"d{i}", "text": text} for i, text in enumerate(scifact_texts[:12])]
+    ingest = {
+        "collection": "acme_papers",
+        "model": str(build_model(style="xlm-roberta")),
+        "outputs": "dense,sparse",
+        "long_text": "truncate",
+        "documents": documents,
+        "seal": True,
+    }
+    built = api.post("/v1/jobs", json=ingest, headers=headers["acme"])
+    assert built.json()["status"] == "succeeded", built.text
+    query = {"query_id": "q", "query": scifact_texts[4][:200]}
+    listed = {**query, "query_id": "listed", "candidates": [{"id": "c", "text": "t"}]}
+    body = {
+        "model": model,
+        "from_collection": "acme_papers",
+        "candidates": 4,
+        "queries": [query, listed],
+    }
+
+    response = api.post("/v1/rerank", json=body, headers=headers["acme"])
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert (job["status"], job["documents_done"], job["documents_failed"]) == ("partial", 1, 1)
+    results = api.get(f"/v1/jobs/{job['id']}/results", headers=headers["acme"]).json()["results"]
+    assert len(results) == 4 and "d4" in {r["candidate_id"] for r in results}
+    failures = api.get(f"/v1/jobs/{job['id']}/failures", headers=headers["acme"]).json()
+    assert "must not list its own" in failures["failures"][0]["reason"]
+
+    # another tenant's collection is answered as a missing one; a never-written name is refused
+    assert api.post("/v1/rerank", json=body, headers=headers["globex"]).status_code == 404
+    unknown = api.post(
+        "/v1/rerank", json={**body, "from_collection": "nothing_here"}, headers=headers["acme"]
+    )
+    assert unknown.status_code == 404
+    too_many = api.post("/v1/rerank", json={**body, "candidates": 10_001}, headers=headers["acme"])
+    assert too_many.status_code == 422
+
+
 # --- the command line ---------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from embedq import jobs
-from embedq.api import producer
+from embedq.api import producer, rerank_producer
 from embedq.api.http.auth import Caller, caller
 from embedq.api.http.backend import Backend
 from embedq.api.http.problems import ApiProblem, not_found
@@ -102,7 +102,7 @@ async def append_batch(job_id: JobId, body: BatchIn, request: Request, who: Who)
         raise ApiProblem(409, "Conflict", f"job {job_id} is {view.status}, sealed: no more batches")
     await refuse_when_full(backend)
     batch_size = int(view.options.get("batch_size") or backend.settings.batch_size)
-    outcomes = [*_outcomes(body.documents), *_recorded_rejections(body.rejected)]
+    outcomes = [*_outcomes(body.documents), *recorded_rejections(body.rejected)]
     batches, rejected = await backend.run(_append, backend, job_id, outcomes, batch_size)
     return BatchesOut(
         job_id=job_id, documents=len(body.documents), rejected=rejected, batches=batches
@@ -114,6 +114,9 @@ async def seal_job(job_id: JobId, request: Request, who: Who) -> JobOut:
     """No more batches: the job ends once those it has are done."""
     backend = backend_of(request)
     view = await visible_job(backend, job_id, who)
+    if view.kind == jobs.JobKind.rerank:
+        await backend.run(seal_rerank_job, backend, job_id)
+        return await job_response(backend, job_id, who)
     _only_ingestion(view)
     physical = str(view.options.get("physical_collection", view.collection))
     await backend.run(_seal, backend, producer.OpenedJob(job_id, physical, view.collection))
@@ -253,6 +256,12 @@ def paged(rows: Sequence[T], limit: int, offset: int) -> tuple[Sequence[T], int 
 
 
 def _only_ingestion(view: jobs.JobView) -> None:
+    if view.kind == jobs.JobKind.rerank:
+        raise ApiProblem(
+            409,
+            "Conflict",
+            f"job {view.id} is a rerank job: add queries at /v1/jobs/{view.id}/queries",
+        )
     if view.kind != jobs.JobKind.ingest:
         raise ApiProblem(
             409, "Conflict", f"job {view.id} is a {view.kind} job: it was sealed when created"
@@ -297,8 +306,14 @@ def _outcomes(documents: list[DocumentIn]) -> list[Document | Rejected]:
     return outcomes
 
 
-def _recorded_rejections(rejected: list[RejectedIn]) -> list[Document | Rejected]:
+def recorded_rejections(rejected: list[RejectedIn]) -> list[Document | Rejected]:
     return [Rejected(r.line, r.reason, r.doc_id) for r in rejected]
+
+
+def seal_rerank_job(backend: Backend, job_id: str) -> None:
+    rerank_producer.seal_rerank(
+        job_id, sessions=backend.client.sessions, queue=backend.client.queue
+    )
 
 
 def _seal(backend: Backend, opened: producer.OpenedJob) -> None:

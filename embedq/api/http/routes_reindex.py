@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from embedq import jobs
 from embedq.api.http.auth import Caller, caller
 from embedq.api.http.backend import Backend
-from embedq.api.http.problems import ApiProblem
+from embedq.api.http.ownership import check_collection_owner
 from embedq.api.http.routes_jobs import PROBLEMS, job_response
 from embedq.api.http.schemas import EmbeddingIn, JobOut
 from embedq.api.reindex import ReindexRequest, start_reindex
@@ -31,7 +30,7 @@ async def reindex(
     backend: Backend = request.app.state.backend
     client = backend.client
     if who.tenant is not None:
-        await backend.run(_check_owner, backend, body.collection, who.tenant)
+        await backend.run(check_collection_owner, backend, body.collection, who.tenant)
     reindex_request = ReindexRequest(
         collection=body.collection,
         model=body.model,
@@ -51,14 +50,3 @@ async def reindex(
         tenant=who.tenant,
     )
     return await job_response(backend, job_id, who)
-
-
-def _check_owner(backend: Backend, collection: str, tenant: str) -> None:
-    """A tenant rebuilds only collections its own jobs built; others are answered as absent."""
-    sessions = backend.client.sessions
-    built = [
-        jobs.list_jobs(sessions, collection=collection, kind=kind, tenant=tenant, limit=1)
-        for kind in (jobs.JobKind.ingest, jobs.JobKind.reindex)
-    ]
-    if not any(built):
-        raise ApiProblem(404, "Not Found", f"no collection {collection}")

@@ -1,11 +1,14 @@
-"""``/v1/rerank`` and ``/v1/jobs/{id}/results``: bulk rerank jobs and their scores.
+"""``/v1/rerank``, ``/v1/jobs/{id}/queries`` and ``/v1/jobs/{id}/results``: bulk rerank.
 
-A rerank job is created, filled and sealed in one request; its results are paged by
-query id, then rank. Tenant-scoped like every job route: another tenant's job is a 404.
+A rerank job is usually created, filled and sealed in one request; a bigger one is
+created with ``seal: false``, filled by appending queries and sealed at
+``/v1/jobs/{id}/seal``. Its results are paged by query id, then rank. Tenant-scoped
+like every job route: another tenant's job (or collection) is a 404.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,6 +16,8 @@ from fastapi import APIRouter, Query, Request, Response
 from embedq import jobs
 from embedq.api import rerank_producer
 from embedq.api.http.backend import Backend
+from embedq.api.http.ownership import check_collection_owner
+from embedq.api.http.problems import ApiProblem
 from embedq.api.http.routes_jobs import (
     OFFSET_MAX,
     PROBLEMS,
@@ -21,11 +26,13 @@ from embedq.api.http.routes_jobs import (
     backend_of,
     job_response,
     paged,
+    recorded_rejections,
     refuse_when_full,
+    seal_rerank_job,
     visible_job,
 )
-from embedq.api.http.schemas import JobOut
-from embedq.api.http.schemas_rerank import QueryIn, RerankIn, ResultOut, ResultPage
+from embedq.api.http.schemas import BatchesOut, JobOut
+from embedq.api.http.schemas_rerank import QueriesIn, QueryIn, RerankIn, ResultOut, ResultPage
 from embedq.api.reader import Rejected, once_per_id
 from embedq.api.rerank_input import Query as RerankQuery
 from embedq.api.rerank_input import query_from
@@ -41,14 +48,52 @@ async def create_rerank_job(
 ) -> JobOut:
     """Score each query's candidates with a cross-encoder; 429 while the queue is full."""
     backend = backend_of(request)
-    await refuse_when_full(backend)
-    rerank = rerank_producer.RerankRequest(files=[], model=body.model, top_k=body.top_k)
+    if body.queries:
+        await refuse_when_full(backend)
+    if body.from_collection is not None and who.tenant is not None:
+        await backend.run(check_collection_owner, backend, body.from_collection, who.tenant)
+    rerank = rerank_producer.RerankRequest(
+        files=[],
+        model=body.model,
+        top_k=body.top_k,
+        from_collection=body.from_collection,
+        candidates=body.candidates,
+    )
     job_id = await backend.run(
         rerank_producer.open_rerank_job, rerank, sessions=backend.client.sessions, tenant=who.tenant
     )
-    await backend.run(_fill_and_seal, backend, job_id, _outcomes(body.queries))
+    if body.queries:
+        outcomes = _outcomes(body.queries, searched=rerank.searched > 0)
+        await backend.run(_add, backend, job_id, outcomes, rerank.searched)
+    if body.seal:
+        await backend.run(seal_rerank_job, backend, job_id)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return await job_response(backend, job_id, who)
+
+
+@router.post(
+    "/jobs/{job_id}/queries", status_code=202, response_model=BatchesOut, responses=PROBLEMS
+)
+async def append_queries(job_id: JobId, body: QueriesIn, request: Request, who: Who) -> BatchesOut:
+    """Add queries to an open rerank job (``documents`` counts them in the answer); 429 while
+    the queue is full (nothing is taken then)."""
+    backend = backend_of(request)
+    view = await visible_job(backend, job_id, who)
+    if view.kind != jobs.JobKind.rerank:
+        raise ApiProblem(409, "Conflict", f"job {job_id} is a {view.kind} job, not a rerank job")
+    if view.sealed or view.ended:
+        raise ApiProblem(409, "Conflict", f"job {job_id} is {view.status}, sealed: no more queries")
+    await refuse_when_full(backend)
+    searched = int(view.options.get("candidates") or 0)
+    outcomes = [
+        *_outcomes(body.queries, searched=searched > 0),
+        *recorded_rejections(body.rejected),
+    ]
+    batches = await backend.run(_add, backend, job_id, outcomes, searched)
+    rejected = sum(isinstance(outcome, Rejected) for outcome in outcomes)
+    return BatchesOut(
+        job_id=job_id, documents=len(body.queries), rejected=rejected, batches=batches
+    )
 
 
 @router.get("/jobs/{job_id}/results", response_model=ResultPage, responses=PROBLEMS)
@@ -82,24 +127,27 @@ async def list_results(
     )
 
 
-def _fill_and_seal(backend: Backend, job_id: str, outcomes: list[RerankQuery | Rejected]) -> None:
+def _add(
+    backend: Backend, job_id: str, outcomes: Sequence[RerankQuery | Rejected], searched: int
+) -> int:
     client = backend.client
-    rerank_producer.add_queries(
+    return rerank_producer.add_queries(
         job_id,
         outcomes,
         sessions=client.sessions,
         queue=client.queue,
+        searched=searched,
         high_water_mark=None,  # checked before the request was taken
     )
-    rerank_producer.seal_rerank(job_id, sessions=client.sessions, queue=client.queue)
 
 
-def _outcomes(queries: list[QueryIn]) -> list[RerankQuery | Rejected]:
-    """Each query, or why it is rejected (a query id twice in one request)."""
+def _outcomes(queries: list[QueryIn], *, searched: bool) -> list[RerankQuery | Rejected]:
+    """Each query, or why it is rejected (no candidates, or some where a search gives them;
+    a query id twice in one request)."""
     seen: set[str] = set()
     outcomes: list[RerankQuery | Rejected] = []
     for number, query in enumerate(queries, start=1):
         where = f"query {number} of the request"
-        outcome = query_from(query.model_dump(), number, where=where)
+        outcome = query_from(query.model_dump(), number, where=where, searched=searched)
         outcomes.append(once_per_id(outcome, seen, number=number, where=where, label="query_id"))
     return outcomes

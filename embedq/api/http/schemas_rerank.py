@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from embedq.api.http.schemas import MAX_DOCUMENTS_PER_BATCH, MAX_ID_CHARS, MAX_MODEL_CHARS, NO_NUL
+from embedq.api.http.schemas import (
+    MAX_DOCUMENTS_PER_BATCH,
+    MAX_ID_CHARS,
+    MAX_MODEL_CHARS,
+    NO_NUL,
+    CollectionName,
+    RejectedIn,
+)
 from embedq.api.reader import MAX_TEXT_CHARS
+from embedq.api.rerank_input import MAX_CANDIDATES_PER_QUERY
 
-MAX_CANDIDATES_PER_QUERY = 10_000
 MAX_TOP_K = MAX_CANDIDATES_PER_QUERY
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=NO_NUL)] | int
@@ -23,19 +30,27 @@ class CandidateIn(BaseModel):
 
 
 class QueryIn(BaseModel):
-    """A query and the candidates to score against it."""
+    """A query and the candidates to score against it (none for a job ``from_collection``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     query_id: Id
     query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
-    candidates: Annotated[
-        list[CandidateIn], Field(min_length=1, max_length=MAX_CANDIDATES_PER_QUERY)
-    ]
+    candidates: (
+        Annotated[list[CandidateIn], Field(min_length=1, max_length=MAX_CANDIDATES_PER_QUERY)]
+        | None
+    ) = None
+
+
+Queries = Annotated[list[QueryIn], Field(max_length=MAX_DOCUMENTS_PER_BATCH)]
 
 
 class RerankIn(BaseModel):
-    """A rerank job, created, filled and sealed in one request."""
+    """A rerank job, with its queries; sealed at once unless ``seal`` is false.
+
+    With ``from_collection``, queries bring no candidates: a worker takes each one's
+    ``candidates`` best documents from a hybrid search of that collection.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,7 +58,27 @@ class RerankIn(BaseModel):
         str, StringConstraints(min_length=1, max_length=MAX_MODEL_CHARS, pattern=NO_NUL)
     ]
     top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K)] | None = None
-    queries: Annotated[list[QueryIn], Field(min_length=1, max_length=MAX_DOCUMENTS_PER_BATCH)]
+    from_collection: CollectionName | None = None
+    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES_PER_QUERY)] = 100
+    queries: Queries = Field(default_factory=list)
+    seal: bool = True
+
+
+class QueriesIn(BaseModel):
+    """Queries to add to an open rerank job, and lines the producer could not read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: Queries = Field(default_factory=list)
+    rejected: Annotated[list[RejectedIn], Field(max_length=MAX_DOCUMENTS_PER_BATCH)] = Field(
+        default_factory=list
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QueriesIn:
+        if not self.queries and not self.rejected:
+            raise ValueError("a request needs queries (or rejected lines to record)")
+        return self
 
 
 class ResultOut(BaseModel):

@@ -1,0 +1,112 @@
+"""Batches published again (an expired lease, a retried write) go back to their own queue.
+
+The real Postgres ledger and a real Redis broker; no worker runs, so the messages stay
+in Redis to be read back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+from celery import Celery
+
+from embedq import jobs
+from embedq.settings import Settings
+from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
+from embedq.workers.context import WorkerContext
+from embedq.workers.reaper import Reaper
+from embedq.workers.tasks import Republish, republisher
+
+
+@dataclass
+class Broker:
+    settings: Settings
+    app: Celery
+    redis: redis.Redis
+    context: WorkerContext
+    publish_again: Republish
+
+    def messages(self, queue: str) -> list[dict]:
+        """The messages waiting in a queue, oldest first (kombu pushes on the left)."""
+        return [json.loads(raw) for raw in reversed(self.redis.lrange(queue, 0, -1))]
+
+
+@pytest.fixture
+def broker(tmp_path, postgres_schema_url, redis_url) -> Iterator[Broker]:
+    test = uuid.uuid4().hex[:8]
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=postgres_schema_url,
+        broker_url=redis_url,
+        queue=f"embedq.test.{test}.ingest",
+        reindex_queue=f"embedq.test.{test}.reindex",
+    )
+    jobs.migrate(settings.ledger_url)
+    app = make_celery(settings)
+    context = WorkerContext.create(settings)
+    client = redis.Redis.from_url(redis_url)
+    yield Broker(settings, app, client, context, republisher(app, settings, context.sessions))
+    for queue in (settings.queue, settings.reindex_queue):  # kombu keeps its bindings beside
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    client.close()
+    app.close()
+    context.sessions.kw["bind"].dispose()
+
+
+def batch_of(sessions, kind: jobs.JobKind, *, expired: bool = False) -> str:
+    job_id = jobs.create_job(sessions, kind=kind, collection="c", model="m")
+    batch_id = jobs.add_batch(sessions, job_id=job_id, documents=[{"id": "d", "text": "t"}]).id
+    if expired:  # claimed by a worker that died a minute ago
+        then = datetime.now(timezone.utc) - timedelta(minutes=1)
+        claim = jobs.claim_batch(sessions, batch_id=batch_id, worker="gone", now=then)
+        assert claim is not None
+    return batch_id
+
+
+def task_and_args(message: dict) -> tuple[str, list]:
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return message["headers"]["task"], args
+
+
+def test_the_reaper_sends_each_expired_batch_to_its_kinds_queue(broker: Broker):
+    sessions = broker.context.sessions
+    reindexed = batch_of(sessions, jobs.JobKind.reindex, expired=True)
+    ingested = batch_of(sessions, jobs.JobKind.ingest, expired=True)
+    # as a worker process wires its reaper (see tasks._connect_process_signals)
+    reaper = Reaper(broker.context, publish=lambda batch_id: broker.publish_again(batch_id, None))
+
+    assert sorted(reaper.reap_once()) == sorted([reindexed, ingested])
+
+    [on_reindex] = broker.messages(broker.settings.reindex_queue)
+    [on_ingest] = broker.messages(broker.settings.queue)
+    assert task_and_args(on_reindex) == (REINDEX_BATCH, [reindexed])
+    assert task_and_args(on_ingest) == (EMBED_BATCH, [ingested])
+    assert on_reindex["headers"]["eta"] is None
+
+
+def test_a_retried_reindex_write_waits_its_delay_on_the_reindex_queue(broker: Broker):
+    batch_id = batch_of(broker.context.sessions, jobs.JobKind.reindex)
+    before = time.time()
+
+    broker.publish_again(batch_id, 30.0)
+
+    assert broker.messages(broker.settings.queue) == []
+    [message] = broker.messages(broker.settings.reindex_queue)
+    assert task_and_args(message) == (REINDEX_BATCH, [batch_id])
+    eta = datetime.fromisoformat(message["headers"]["eta"]).timestamp()
+    assert before + 29 <= eta <= time.time() + 31
+
+
+def test_a_batch_no_longer_in_the_ledger_is_not_published(broker: Broker):
+    broker.publish_again(uuid.uuid4().hex, None)
+
+    assert broker.messages(broker.settings.queue) == []
+    assert broker.messages(broker.settings.reindex_queue) == []
