@@ -90,3 +90,26 @@ def test_fit_never_yields_negative_coefficients():
     assert cost.per_token > 0
     assert cost.per_token_pair == 0
     assert cost.predict(8, 64) >= 8 * 64 * 900.0
+
+
+def test_free_memory_collects_what_a_failed_pass_just_left_in_a_cycle():
+    import contextlib
+    import weakref
+
+    import torch
+
+    from embedq.models.device import free_memory
+
+    held: list[weakref.ref] = []
+
+    def failing_pass() -> None:
+        activations = {"tensor": torch.ones(1024)}
+        activations["itself"] = activations  # a cycle: reference counting alone never frees it
+        held.append(weakref.ref(activations["tensor"]))
+        raise torch.OutOfMemoryError("injected")
+
+    with contextlib.suppress(torch.OutOfMemoryError):
+        failing_pass()
+    assert held[0]() is not None  # still alive, in its cycle
+    free_memory(torch.device("cpu"))
+    assert held[0]() is None
