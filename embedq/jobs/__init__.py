@@ -32,6 +32,7 @@ from embedq.jobs.ledger import (
     renew_lease,
     seal_job,
     split_batch,
+    take_stranded_batches,
 )
 from embedq.jobs.queries import (
     batch_job_kind,
@@ -124,4 +125,5 @@ __all__ = [
     "revoke_api_key",
     "seal_job",
     "split_batch",
+    "take_stranded_batches",
 ]

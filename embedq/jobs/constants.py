@@ -12,6 +12,12 @@ MAX_ATTEMPTS = 5
 EXPIRED_BATCHES_LIMIT = 100
 """Default page of expired leases handed to a reaper in one call."""
 
+REPUBLISH_RELEASED_AFTER_SECONDS = 600
+"""A released batch not claimed again within this is published again by a reaper: the message
+that should have brought it back may never have been sent (the broker was down just then).
+Longer than any retry delay (a lease's length, Celery's backoff), so a duplicate is rare, and
+harmless: the second claim finds the batch taken."""
+
 QUEUED_BATCHES_LIMIT = 1000
 """Default page of queued batch ids handed to a reaper in one call."""
 

@@ -18,7 +18,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs.clock import moment
-from embedq.jobs.constants import LEASE_SECONDS, MAX_ATTEMPTS
+from embedq.jobs.constants import (
+    EXPIRED_BATCHES_LIMIT,
+    LEASE_SECONDS,
+    MAX_ATTEMPTS,
+    REPUBLISH_RELEASED_AFTER_SECONDS,
+)
 from embedq.jobs.db import transaction
 from embedq.jobs.errors import (
     BatchNotFoundError,
@@ -195,6 +200,7 @@ def claim_batch(
                 attempts=Batch.attempts + 1,
                 lease_owner=worker,
                 lease_expires_at=expires,
+                republish_at=None,
                 started_at=now,
             ),
         )
@@ -247,12 +253,16 @@ def renew_lease(
         )
 
 
-def release_batch(sessions: sessionmaker[Session], *, batch_id: str, worker: str) -> bool:
+def release_batch(
+    sessions: sessionmaker[Session], *, batch_id: str, worker: str, now: datetime | None = None
+) -> bool:
     """Give a running batch back to the queue (a retryable error) so any worker may retry it.
 
     False if ``worker`` does not hold it. The attempt still counts toward ``max_attempts``.
+    The caller publishes it again; should that message be lost, ``take_stranded_batches``
+    finds the batch once ``REPUBLISH_RELEASED_AFTER_SECONDS`` have passed.
     """
-    now = moment()
+    now = moment(now)
     with transaction(sessions) as s:
         live = lock_live_batch(s, batch_id, now)
         if live is None:
@@ -265,9 +275,42 @@ def release_batch(sessions: sessionmaker[Session], *, batch_id: str, worker: str
                 Batch.status == BatchStatus.running,
                 Batch.lease_owner == worker,
             )
-            .values(status=BatchStatus.queued, lease_owner=None, lease_expires_at=None),
+            .values(
+                status=BatchStatus.queued,
+                lease_owner=None,
+                lease_expires_at=None,
+                republish_at=now + timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS),
+            ),
         )
         return bool(released)
+
+
+def take_stranded_batches(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime | None = None,
+    limit: int = EXPIRED_BATCHES_LIMIT,
+) -> list[str]:
+    """Released batches no worker took again in time, to publish again; oldest first.
+
+    Each is pushed back by ``REPUBLISH_RELEASED_AFTER_SECONDS`` in the same transaction
+    (rows another reaper holds are skipped), so reapers publish it once a period, not
+    once a round each.
+    """
+    now = moment(now)
+    stranded = (
+        select(Batch.id)
+        .where(Batch.status == BatchStatus.queued, Batch.republish_at < now)
+        .order_by(Batch.republish_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with transaction(sessions) as s:
+        batch_ids = list(s.scalars(stranded))
+        if batch_ids:
+            later = now + timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS)
+            apply(s, update(Batch).where(Batch.id.in_(batch_ids)).values(republish_at=later))
+        return batch_ids
 
 
 def complete_batch(

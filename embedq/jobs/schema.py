@@ -130,6 +130,7 @@ class Batch(Base):
         # finishing a job asks "any open batch left?" after every batch: keep it an index probe
         Index(None, "job_id", "status"),
         Index(None, "status", "lease_expires_at"),
+        Index(None, "status", "republish_at"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -141,6 +142,8 @@ class Batch(Base):
     documents: Mapped[int] = mapped_column(Integer)
     lease_owner: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     lease_expires_at: Mapped[datetime | None]
+    # set when a batch is released: a reaper publishes it again if no worker took it by then
+    republish_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]

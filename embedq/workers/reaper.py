@@ -1,8 +1,10 @@
 """Re-publishing batches whose worker died, so they are taken over within a minute.
 
 Every worker process runs one reaper thread. A batch whose lease ran out is
-published again; whichever worker claims it first runs it (claims are guarded
-in the ledger, so several reapers publishing the same batch is harmless).
+published again, and so is a released batch no worker took again in time (the
+message meant to re-queue it was lost); whichever worker claims it first runs it
+(claims are guarded in the ledger, so several reapers publishing the same batch is
+harmless).
 """
 
 from __future__ import annotations
@@ -42,11 +44,16 @@ class Reaper:
         self._stop.set()
 
     def reap_once(self) -> list[str]:
-        expired = jobs.expired_batches(self._context.sessions)
+        sessions = self._context.sessions
+        expired = jobs.expired_batches(sessions)
         for batch_id in expired:
             logger.warning("lease on batch %s expired: publishing it again", batch_id)
             self._publish(batch_id)
-        return expired
+        stranded = jobs.take_stranded_batches(sessions)
+        for batch_id in stranded:
+            logger.warning("released batch %s was not taken again: publishing it again", batch_id)
+            self._publish(batch_id)
+        return expired + stranded
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

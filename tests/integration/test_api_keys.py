@@ -302,7 +302,8 @@ def test_the_migration_downgrades_and_upgrades_again(engine: Engine) -> None:
     schema = inspect(engine)
     assert "api_keys" not in schema.get_table_names()
     assert "tenant" not in {column["name"] for column in schema.get_columns("jobs")}
-    assert len(jobs.list_batches(jobs.make_sessions(engine), job_id=_only_job(engine))) == 1
+    with engine.connect() as connection:  # read plainly: the code's model is of the newest schema
+        assert connection.execute(text("SELECT count(*) FROM batches")).scalar_one() == 1
 
     jobs.migrate(engine)
     assert jobs.current_revision(engine) == jobs.head_revision()

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text, updat
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.jobs.constants import VERSION_TABLE
+from embedq.jobs.constants import REPUBLISH_RELEASED_AFTER_SECONDS, VERSION_TABLE
 from embedq.jobs.schema import BatchPayload
 
 Sessions = sessionmaker[Session]
@@ -528,6 +528,30 @@ def test_a_released_batch_can_be_claimed_again_at_once(sessions: Sessions) -> No
     assert jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-0")
     assert jobs.queued_batches(sessions, job_id=job_id) == [ref.id]
     assert claim(sessions, ref.id, "gpu-1").attempt == 2
+
+
+def test_a_released_batch_no_worker_took_is_handed_to_a_reaper_once_a_period(
+    sessions: Sessions,
+) -> None:
+    job_id = new_job(sessions)
+    ref = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    untouched = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))  # never claimed
+    t0 = datetime.now(timezone.utc)
+    claim(sessions, ref.id, "gpu-0", now=t0)
+    assert jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-0", now=t0)
+    period = timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS)
+
+    assert jobs.take_stranded_batches(sessions, now=t0 + period - timedelta(seconds=1)) == []
+    assert jobs.take_stranded_batches(sessions, now=t0 + period + timedelta(seconds=1)) == [ref.id]
+    # taken: the next reaper round, or another reaper, does not get it again this period
+    assert jobs.take_stranded_batches(sessions, now=t0 + period + timedelta(seconds=2)) == []
+    assert jobs.take_stranded_batches(sessions, now=t0 + 2 * period + timedelta(seconds=2)) == [
+        ref.id
+    ]
+    # claimed again: no longer released, whatever the clock says
+    claim(sessions, ref.id, "gpu-1", now=t0 + 2 * period + timedelta(seconds=3))
+    assert jobs.take_stranded_batches(sessions, now=t0 + 10 * period) == []
+    assert untouched.id not in jobs.take_stranded_batches(sessions, now=t0 + 10 * period)
 
 
 def test_a_batch_that_keeps_losing_its_worker_fails_after_max_attempts(sessions: Sessions) -> None:

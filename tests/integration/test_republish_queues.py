@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from embedq import jobs
+from embedq.jobs.constants import REPUBLISH_RELEASED_AFTER_SECONDS
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
 from embedq.workers.context import WorkerContext
@@ -90,6 +91,22 @@ def test_the_reaper_sends_each_expired_batch_to_its_kinds_queue(broker: Broker):
     assert task_and_args(on_reindex) == (REINDEX_BATCH, [reindexed])
     assert task_and_args(on_ingest) == (EMBED_BATCH, [ingested])
     assert on_reindex["headers"]["eta"] is None
+
+
+def test_the_reaper_rescues_a_released_batch_whose_message_was_lost(broker: Broker):
+    sessions = broker.context.sessions
+    batch_id = batch_of(sessions, jobs.JobKind.reindex)
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS + 60)
+    assert jobs.claim_batch(sessions, batch_id=batch_id, worker="w", now=long_ago) is not None
+    # released after a passing failure; the message meant to bring it back was never sent
+    assert jobs.release_batch(sessions, batch_id=batch_id, worker="w", now=long_ago)
+    reaper = Reaper(broker.context, publish=lambda batch_id: broker.publish_again(batch_id, None))
+
+    assert reaper.reap_once() == [batch_id]
+    assert reaper.reap_once() == []  # once a period, not once a round
+
+    [message] = broker.messages(broker.settings.reindex_queue)
+    assert task_and_args(message) == (REINDEX_BATCH, [batch_id])
 
 
 def test_a_retried_reindex_write_waits_its_delay_on_the_reindex_queue(broker: Broker):
