@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
@@ -29,6 +29,7 @@ from embedq.errors import EmbedqError, PermanentError, RetryableError
 
 REQUEST_DOCUMENTS = 1000  # the API's limit per request
 REQUEST_BYTES = 16 * 2**20  # half the API's default body limit: room for JSON's escapes
+JSON_CONTENT = {"Content-Type": "application/json"}
 LONG_POLL_S = 20
 DEFAULT_TIMEOUT_S = 120
 MAX_BACKPRESSURE_WAIT_S = 60
@@ -177,19 +178,14 @@ class RemoteClient:
         job_id: str,
         route: str,
         field: str,
-        requests: Iterable[tuple[Sequence[Document | Query], list[Rejected]]],
+        requests: Iterable[Request],
         on_batch: Callable[[str], None] | None,
     ) -> str:
         """POST each request's items (as ``field``) and unreadable lines to the job's ``route``,
         waiting out a full queue, then seal the job; returns its id."""
         for items, rejected in requests:
-            body = {
-                field: [_item_body(item) for item in items],
-                "rejected": [
-                    {"reason": r.reason, "line": r.line, "doc_id": r.doc_id} for r in rejected
-                ],
-            }
-            self._call("POST", f"/v1/jobs/{job_id}/{route}", json=body, backpressure=True)
+            body = orjson.dumps({field: items, "rejected": rejected})
+            self._call("POST", f"/v1/jobs/{job_id}/{route}", content=body, backpressure=True)
             if on_batch is not None:
                 on_batch(job_id)
         self._call("POST", f"/v1/jobs/{job_id}/seal")
@@ -216,13 +212,16 @@ class RemoteClient:
         path: str,
         *,
         json: object = None,
+        content: bytes | None = None,
         params: dict[str, Any] | None = None,
         backpressure: bool = False,
     ) -> dict[str, Any]:
+        """``json`` to encode, or ``content``: a JSON body already encoded."""
+        headers = self._headers if content is None else {**self._headers, **JSON_CONTENT}
         waited = 0.0
         while True:
             response = self._http.request(
-                method, path, json=json, params=params, headers=self._headers
+                method, path, json=json, content=content, params=params, headers=headers
             )
             if backpressure and response.status_code == 429 and waited < MAX_BACKPRESSURE_WAIT_S:
                 pause = float(response.headers.get("retry-after", "1"))
@@ -247,42 +246,39 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
     raise ApiRejectedError(response.status_code, detail)
 
 
-Item = TypeVar("Item", Document, Query)
+# one request's items and rejected lines, each encoded once (its size counted from that)
+Request = tuple[list[orjson.Fragment], list[orjson.Fragment]]
 
 
-def _requests(outcomes: Iterable[Item | Rejected]) -> Iterator[tuple[list[Item], list[Rejected]]]:
+def _requests(outcomes: Iterable[Document | Query | Rejected]) -> Iterator[Request]:
     """Outcomes in request-sized groups: at most ``REQUEST_DOCUMENTS`` of them (documents and
     rejections counted together) and about ``REQUEST_BYTES`` of JSON (one item may be more)."""
-    items: list[Item] = []
-    rejected: list[Rejected] = []
+    items: list[orjson.Fragment] = []
+    rejected: list[orjson.Fragment] = []
     size = 0
     for outcome in outcomes:
-        cost = _json_size(outcome)
-        full = len(items) + len(rejected) >= REQUEST_DOCUMENTS or size + cost > REQUEST_BYTES
+        encoded = orjson.dumps(_body(outcome))
+        full = (
+            len(items) + len(rejected) >= REQUEST_DOCUMENTS or size + len(encoded) > REQUEST_BYTES
+        )
         if full and (items or rejected):
             yield items, rejected
             items, rejected, size = [], [], 0
-        if isinstance(outcome, Rejected):
-            rejected.append(outcome)
-        else:
-            items.append(outcome)
-        size += cost
+        (rejected if isinstance(outcome, Rejected) else items).append(orjson.Fragment(encoded))
+        size += len(encoded)
     if items or rejected:
         yield items, rejected
 
 
-def _json_size(outcome: Document | Query | Rejected) -> int:
+def _body(outcome: Document | Query | Rejected) -> dict[str, Any]:
+    """An outcome as the API takes it."""
     if isinstance(outcome, Rejected):
-        return len(outcome.reason) + 64
-    return len(orjson.dumps(outcome.as_payload()))
-
-
-def _item_body(item: Document | Query) -> dict[str, Any]:
-    if isinstance(item, Document):
-        return item.as_payload()  # its text already has its title in front
-    body: dict[str, Any] = {"query_id": item.id, "query": item.text}
-    if item.candidates:  # none when the job's collection gives them
-        body["candidates"] = [{"id": c.id, "text": c.text} for c in item.candidates]
+        return {"reason": outcome.reason, "line": outcome.line, "doc_id": outcome.doc_id}
+    if isinstance(outcome, Document):
+        return outcome.as_payload()  # its text already has its title in front
+    body: dict[str, Any] = {"query_id": outcome.id, "query": outcome.text}
+    if outcome.candidates:  # none when the job's collection gives them
+        body["candidates"] = [{"id": c.id, "text": c.text} for c in outcome.candidates]
     return body
 
 

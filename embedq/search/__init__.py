@@ -13,7 +13,14 @@ from embedq.search.errors import (
 )
 from embedq.search.index import IndexSettings, index_settings
 from embedq.search.query import MODES, Hit
-from embedq.search.searcher import RERANK_POOL, hybrid_candidates, reranked, search
+from embedq.search.searcher import (
+    RERANK_POOL,
+    QueryPlan,
+    hybrid_candidates,
+    plan_search,
+    reranked,
+    search,
+)
 
 __all__ = [
     "MODES",
@@ -22,10 +29,12 @@ __all__ = [
     "IndexSettings",
     "InvalidQueryError",
     "NotIndexedError",
+    "QueryPlan",
     "RerankFailedError",
     "UnsupportedModeError",
     "hybrid_candidates",
     "index_settings",
+    "plan_search",
     "reranked",
     "search",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,52 @@ RERANK_POOL = 50
 Scorer = Callable[[Sequence[tuple[str, str]]], list[float]]
 
 
+@dataclass(frozen=True)
+class QueryPlan:
+    """How queries of one collection are searched: the mode and the model, settled once."""
+
+    collection: str
+    mode: str
+    embedder: BatchEmbedder
+
+    def hits(self, store: QdrantStore, query: str, limit: int) -> list[Hit]:
+        """The ``limit`` best chunks for ``query``, best first."""
+        return run_query(
+            store, self.collection, self.mode, _query_vectors(self.embedder, query), limit
+        )
+
+
+def plan_search(
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    collection: str,
+    *,
+    mode: str = "hybrid",
+    device: str | None = None,
+    memory_budget: str | None = None,
+    embedder: BatchEmbedder | None = None,
+) -> QueryPlan:
+    """Settle how ``collection`` is searched, for any number of queries.
+
+    Queries are embedded with the model and settings the ledger recorded for the
+    collection (``embedder`` replaces that model, for callers that hold one), and
+    searched through the collection's alias, so they follow re-index swaps.
+    """
+    physical = store.resolve(collection)
+    index = index_settings(sessions, collection, physical=physical)
+    if physical is None:
+        raise NotIndexedError(
+            f"collection {collection!r} is in the ledger but not in Qdrant (was it deleted?)"
+        )
+    available = searchable(store.shape_of(physical), index.outputs)
+    mode = chosen_mode(mode, available, collection)
+    if embedder is None:
+        embedder = loaded.query_embedder(
+            index, available, device=device, memory_budget=memory_budget
+        )
+    return QueryPlan(collection, mode, embedder)
+
+
 def search(
     sessions: sessionmaker[Session],
     store: QdrantStore,
@@ -37,29 +83,21 @@ def search(
     memory_budget: str | None = None,
     embedder: BatchEmbedder | None = None,
 ) -> list[Hit]:
-    """The ``top_k`` best chunks of ``collection`` for ``query``, best first.
-
-    The query is embedded with the model and settings the ledger recorded for the
-    collection (``embedder`` replaces that model, for callers that hold one), and
-    searched through the collection's alias, so it follows re-index swaps.
-    """
+    """The ``top_k`` best chunks of ``collection`` for ``query``, best first (see
+    ``plan_search``), rescored by ``rerank_model`` if given."""
     if top_k < 1:
         raise InvalidSettingError(f"top_k must be at least 1, not {top_k}")
-    physical = store.resolve(collection)
-    index = index_settings(sessions, collection, physical=physical)
-    if physical is None:
-        raise NotIndexedError(
-            f"collection {collection!r} is in the ledger but not in Qdrant (was it deleted?)"
-        )
-    available = searchable(store.shape_of(physical), index.outputs)
-    mode = chosen_mode(mode, available, collection)
-    if embedder is None:
-        embedder = loaded.query_embedder(
-            index, available, device=device, memory_budget=memory_budget
-        )
-    vectors = _query_vectors(embedder, query)
+    plan = plan_search(
+        sessions,
+        store,
+        collection,
+        mode=mode,
+        device=device,
+        memory_budget=memory_budget,
+        embedder=embedder,
+    )
     limit = top_k if rerank_model is None else max(top_k, RERANK_POOL)
-    hits = run_query(store, collection, mode, vectors, limit)
+    hits = plan.hits(store, query, limit)
     if rerank_model is None:
         return hits
     model = loaded.reranker(rerank_model, device=device, memory_budget=memory_budget)
@@ -67,26 +105,10 @@ def search(
 
 
 def hybrid_candidates(
-    sessions: sessionmaker[Session],
-    store: QdrantStore,
-    collection: str,
-    query: str,
-    n: int,
-    *,
-    device: str | None = None,
-    memory_budget: str | None = None,
+    sessions: sessionmaker[Session], store: QdrantStore, collection: str, query: str, n: int
 ) -> list[Hit]:
     """The ``n`` best chunks by hybrid search (dense alone where there is no sparse)."""
-    return search(
-        sessions,
-        store,
-        collection,
-        query,
-        top_k=n,
-        mode="hybrid",
-        device=device,
-        memory_budget=memory_budget,
-    )
+    return search(sessions, store, collection, query, top_k=n, mode="hybrid")
 
 
 def reranked(hits: Sequence[Hit], score: Scorer, query: str, top_k: int) -> list[Hit]:

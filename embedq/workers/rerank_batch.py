@@ -16,7 +16,8 @@ from typing import Any
 
 from embedq import jobs
 from embedq.errors import PermanentError
-from embedq.search.searcher import hybrid_candidates
+from embedq.search.query import Hit
+from embedq.search.searcher import plan_search
 from embedq.workers.context import WorkerContext
 
 
@@ -41,42 +42,41 @@ def with_candidates(
 ) -> tuple[list[dict[str, Any]], list[jobs.Failure]]:
     """The batch's queries with their candidates, searched for where the job says so.
 
+    How the collection is searched (its mode and model) is settled once for the batch.
     A query whose search cannot run (or finds nothing) fails alone; a passing error
     (Qdrant unreachable) propagates, so the whole batch is tried again.
     """
     collection = claim.options.get("from_collection")
     if not collection:
         return list(claim.documents), []
+    settings = context.settings
+    try:
+        plan = plan_search(
+            context.sessions,
+            context.store,
+            collection,
+            mode="hybrid",
+            device=settings.device,
+            memory_budget=settings.memory_budget,
+        )
+    except PermanentError as error:  # the collection cannot be searched: no query can
+        return [], [_not_searched(query, collection, str(error)) for query in claim.documents]
     queries, failures = [], []
     for query in claim.documents:
         try:
-            candidates = searched_candidates(
-                context, collection, query["query"], int(claim.options["candidates"])
-            )
+            hits = plan.hits(context.store, query["query"], int(claim.options["candidates"]))
         except PermanentError as error:
             failures.append(_not_searched(query, collection, str(error)))
             continue
-        if not candidates:
+        if not hits:
             failures.append(_not_searched(query, collection, "the search found no documents"))
             continue
-        queries.append({**query, "candidates": candidates})
+        queries.append({**query, "candidates": one_per_document(hits)})
     return queries, failures
 
 
-def searched_candidates(
-    context: WorkerContext, collection: str, query: str, n: int
-) -> list[dict[str, Any]]:
-    """The ``n`` best chunks by hybrid search, one candidate per document (its best chunk)."""
-    settings = context.settings
-    hits = hybrid_candidates(
-        context.sessions,
-        context.store,
-        collection,
-        query,
-        n,
-        device=settings.device,
-        memory_budget=settings.memory_budget,
-    )
+def one_per_document(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """The candidates the hits give: a document's best chunk stands for it."""
     best: dict[str, dict[str, Any]] = {}
     for hit in hits:
         best.setdefault(hit.doc_id, {"id": hit.doc_id, "text": hit.text})

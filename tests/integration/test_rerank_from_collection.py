@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from FlagEmbedding import FlagReranker
@@ -60,3 +61,32 @@ def test_candidates_come_from_the_collection_and_are_scored_like_flag_reranker(
     assert "d3" in {r.candidate_id for r in results if r.query_id == "q1"}
     assert any("query is empty" in f.reason for f in indexed.failures(job_id))
     assert jobs.get_job(indexed.sessions, job_id=job_id) is not None
+
+
+def test_a_batch_settles_how_its_collection_is_searched_once(
+    tmp_path, build_model, scifact_texts, caplog
+):
+    client = Client(Settings(home=tmp_path / "home"))
+    with (tmp_path / "corpus.jsonl").open("w") as out:
+        for i, text in enumerate(scifact_texts[:10]):
+            out.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
+    client.ingest(
+        [tmp_path / "corpus.jsonl"],
+        collection="dense_only",
+        model=str(build_model(style="xlm-roberta")),
+        outputs="dense",
+        max_length=128,
+        long_text="truncate",
+    )
+    with (tmp_path / "queries.jsonl").open("w") as out:
+        for i in range(4):
+            out.write(json.dumps({"query_id": f"q{i}", "query": scifact_texts[i][:200]}) + "\n")
+    reranker = str(build_model(style="xlm-roberta", reranker=True))
+
+    with caplog.at_level(logging.WARNING, logger="embedq.search"):
+        job_id = client.rerank(
+            [tmp_path / "queries.jsonl"], model=reranker, from_collection="dense_only", candidates=3
+        )
+
+    assert client.status(job_id).documents_done == 4
+    assert caplog.text.count("hybrid search falls back to dense") == 1  # one batch, one plan
