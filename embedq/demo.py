@@ -20,12 +20,12 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from embedq.dependencies import exit_if_unsupported
 
-from embedq.api.client import Client
-from embedq.models import Embedder
-from embedq.settings import get_settings
+if TYPE_CHECKING:
+    from embedq.api.client import Client
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scifact"
 COLLECTION = "scifact-demo"
@@ -37,6 +37,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50, help="test queries to answer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    exit_if_unsupported(prog="embedq.demo")
+    # imported once the check has passed: a broken dependency is one line, not a traceback
+    from embedq.api.client import Client
+    from embedq.settings import get_settings
 
     judgments = read_judgments(args.corpus / "qrels" / "test.tsv", args.queries)
     queries = {q["_id"]: q["text"] for q in read_jsonl(args.corpus / "queries.jsonl")}
@@ -75,6 +79,10 @@ def minilm_path() -> str:
 
 def search(client: Client, model: str, queries: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
     """Top ten (doc id, start of text) per query, by dense cosine similarity in Qdrant."""
+    import numpy as np
+
+    from embedq.models import Embedder
+
     embedder = Embedder.load(model, max_length=256, long_text="truncate")
     results = embedder.embed(list(queries.values()))
     physical = client.store.resolve(COLLECTION)

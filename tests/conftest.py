@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# EMBEDQ_TEST_DATA: a copy of ../shared/data elsewhere (make gpu-check on a GPU host sets it)
+DATA = Path(
+    os.environ.get("EMBEDQ_TEST_DATA")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -17,6 +17,7 @@ from bench.rerank.config import (
     PROFILES,
     QUICK_CANDIDATES,
     QUICK_SETS,
+    SYNTHETIC_SMALL,
 )
 from bench.rerank.methods import Options
 from bench.rerank.model import model_folder
@@ -80,7 +81,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Rerank pairs/s of embedq against FlagReranker on 1,000-candidate sets.",
     )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--model", help="a cross-encoder folder or hub id (default: random)")
+    parser.add_argument(
+        "--model",
+        help=f"a cross-encoder folder or hub id (default: random, of a real one's shape); "
+        f"{SYNTHETIC_SMALL!r}: a toy random one, for smoke runs",
+    )
     parser.add_argument("--sets", type=int, help="query sets (CPU 2, GPU 4)")
     parser.add_argument("--candidates", type=int, help=f"candidates a set ({CANDIDATES})")
     parser.add_argument("--budget", help="memory budget, e.g. 4GiB (CPU) or 8GiB (GPU default)")

@@ -22,6 +22,10 @@ PARITY_TOLERANCE = 1e-4  # max |score difference| in fp32
 # shapes of real cross-encoders (cross-encoder/ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base)
 MINILM_L6 = EncoderShape(384, 6, 12, 1536, 512, 30522)
 BGE_RERANKER_BASE = EncoderShape(768, 12, 12, 3072, 514, 250002)
+# --model synthetic-small: bge-reranker-base's layout at a toy size, every code path of the
+# GPU run in seconds on a CPU (make gpu-check --smoke)
+SYNTHETIC_SMALL = "synthetic-small"
+SMALL_SHAPE = EncoderShape(64, 2, 4, 128, 514, None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.rerank.config import LOGGER, Profile
+from bench.rerank.config import LOGGER, SMALL_SHAPE, SYNTHETIC_SMALL, Profile
 
 logger = logging.getLogger(LOGGER)
 
@@ -20,7 +20,11 @@ def model_folder(
     asked: str | None, profile: Profile, texts: Sequence[str]
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
     """The model's folder and what the report says of it; a random model lives for the run."""
-    if asked:
+    if asked == SYNTHETIC_SMALL:
+        profile = dataclasses.replace(
+            profile, label="small bge-reranker-base", shape=SMALL_SHAPE, style="xlm-roberta"
+        )
+    elif asked:
         from embedq.models.loading import resolve_model_dir
 
         yield resolve_model_dir(asked), {"model": asked}

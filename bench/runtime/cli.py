@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.runtime.config import DATA, LOGGER, MINILM, PROFILES, SYNTHETIC_M3
+from bench.runtime.config import DATA, LOGGER, MINILM, PROFILES, SYNTHETIC_M3, SYNTHETIC_M3_SMALL
 from bench.runtime.corpus import build_workload, corpus_counts, count_tokens, mixed_corpus
 from bench.runtime.models import make_setup, model_folder, resolve_device
 from bench.runtime.report import report
@@ -55,7 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument(
         "--model",
-        help=f"model folder or hub id, {MINILM!r} (CPU default) or {SYNTHETIC_M3!r} (GPU default)",
+        help=f"model folder or hub id, {MINILM!r} (CPU default), {SYNTHETIC_M3!r} (GPU default) "
+        f"or {SYNTHETIC_M3_SMALL!r} (a toy model in BGE-M3's layout, for smoke runs)",
     )
     parser.add_argument("--max-length", type=int, help="tokens per document, for every method")
     parser.add_argument("--budget", help="memory budget, e.g. 4GiB (CPU) or 8GiB (GPU default)")

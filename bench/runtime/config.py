@@ -18,6 +18,9 @@ RSS_SAMPLE_S = 0.02
 
 MINILM = "all-minilm-l6-v2"
 SYNTHETIC_M3 = "synthetic-bge-m3"
+# BGE-M3's layout (XLM-R tokenizer, 8,194 positions, sparse and ColBERT heads) at a toy size:
+# every code path of the GPU run, in seconds on a CPU (make gpu-check --smoke)
+SYNTHETIC_M3_SMALL = "synthetic-bge-m3-small"
 
 
 @dataclass(frozen=True)

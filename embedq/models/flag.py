@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from embedq.dependencies import import_checked
 from embedq.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,7 @@ class EncoderModules:
 
 
 def load_m3(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
-    from FlagEmbedding import BGEM3FlagModel
-
-    flag = _construct(
-        BGEM3FlagModel, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
-    )
+    flag = _construct("BGEM3FlagModel", folder, trust_remote_code=trust_remote_code)
     wrapper = flag.model
     return EncoderModules(
         backbone=wrapper.model,
@@ -67,31 +64,28 @@ def load_m3(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
 
 
 def load_dense(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
-    from FlagEmbedding import FlagModel
-
-    flag = _construct(
-        FlagModel, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
-    )
+    flag = _construct("FlagModel", folder, trust_remote_code=trust_remote_code)
     return EncoderModules(backbone=flag.model, tokenizer=flag.tokenizer)
 
 
 def load_cross_encoder(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:
-    from FlagEmbedding import FlagReranker
-
-    flag = _construct(
-        FlagReranker, folder, use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
-    )
+    flag = _construct("FlagReranker", folder, trust_remote_code=trust_remote_code)
     return EncoderModules(backbone=flag.model, tokenizer=flag.tokenizer)
 
 
-def _construct(flag_class: Any, folder: Path, **kwargs: Any) -> Any:
+def _construct(class_name: str, folder: Path, *, trust_remote_code: bool) -> Any:
+    """A FlagEmbedding model built on the CPU in fp32; embedq moves and casts it itself."""
+    # outside the try: an unsupported or broken install is its own one-line error
+    flag_class = getattr(import_checked("FlagEmbedding", package="FlagEmbedding"), class_name)
     # FlagEmbedding and transformers print load reports to stdout; keep them in the log
     report = io.StringIO()
     try:
         with contextlib.redirect_stdout(report):
-            flag = flag_class(str(folder), **kwargs)
+            flag = flag_class(
+                str(folder), use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code
+            )
     except Exception as error:
         raise ModelLoadError(f"cannot load model from {folder}: {error}") from error
     if report.getvalue().strip():
-        logger.debug("%s said while loading: %s", flag_class.__name__, report.getvalue().strip())
+        logger.debug("%s said while loading: %s", class_name, report.getvalue().strip())
     return flag
