@@ -36,7 +36,7 @@ MODULES = (
     "bench.rerank.cli",
 )
 # the distribution that provides a module, where pip's name differs from the import name
-PACKAGES = {"FlagEmbedding": "FlagEmbedding", "sentence_transformers": "sentence-transformers"}
+PACKAGES = {"sentence_transformers": "sentence-transformers"}
 LOCATED = ("torch", "transformers", "FlagEmbedding", "sentence_transformers", "embedq")
 REPORTED = (
     "torch",
