@@ -119,19 +119,23 @@ def declared_requirements() -> dict[str, Requirement]:
 
 
 def _requirement_lines() -> list[str]:
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    if pyproject.is_file():  # a source checkout: its pyproject.toml is the truth, installed or not
-        return _pyproject_dependencies(pyproject)
-    return importlib.metadata.requires("embedq") or []
+    # a source checkout: its pyproject.toml is the truth, installed or not
+    checkout = _pyproject_dependencies(Path(__file__).resolve().parents[1] / "pyproject.toml")
+    return checkout if checkout is not None else importlib.metadata.requires("embedq") or []
 
 
-def _pyproject_dependencies(path: Path) -> list[str]:
+def _pyproject_dependencies(path: Path) -> list[str] | None:
+    """embedq's dependencies from ``path``; None unless it is embedq's own pyproject.toml
+    (beside an installed package there is none, or another package's stray one)."""
+    if not path.is_file():
+        return None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     with path.open("rb") as file:
-        return list(tomllib.load(file)["project"]["dependencies"])
+        project = tomllib.load(file).get("project", {})
+    return list(project.get("dependencies", [])) if project.get("name") == "embedq" else None
 
 
 def _key(name: str) -> str:
