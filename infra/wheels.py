@@ -110,16 +110,21 @@ class Target:
 
 
 def kit_pins(pins: list[Pin]) -> list[Pin]:
-    """The locked packages the GPU check imports, less what the host has and embedq itself."""
+    """The locked packages the GPU check imports, less what the host has."""
     imported = {canonicalize_name(name) for name in imported_distributions()}
-    provided = closure(HOST_PROVIDES, needs(pins))
-    return [pin for pin in pins if pin.name in imported - provided]
+    wanted = imported - provided_by_host(pins)
+    return [pin for pin in pins if pin.name in wanted]
 
 
 def host_pins(pins: list[Pin]) -> list[Pin]:
-    """What the kit takes the host to have, torch aside (installed on its own)."""
-    provided = closure(HOST_PROVIDES, needs(pins))
+    """What the kit takes the host to have (torch is not locked: it is installed on its own)."""
+    provided = provided_by_host(pins)
     return [pin for pin in pins if pin.name in provided]
+
+
+def provided_by_host(pins: list[Pin]) -> set[str]:
+    """HOST_PROVIDES and everything they require, by the lock's own graph."""
+    return closure(HOST_PROVIDES, needs(pins))
 
 
 def imported_distributions() -> list[str]:
@@ -144,7 +149,7 @@ def fill(folder: Path, pins: list[Pin], target: Target, *, with_embedq: bool = T
 
 def download(pins: list[Pin], target: Target, folder: Path) -> None:
     """Fetch the wheels of ``pins`` for ``target``, hashes checked; pip names any that lack one."""
-    result = pip_with_requirements(
+    pip_with_requirements(
         pins,
         "download",
         "--no-deps",
@@ -153,8 +158,6 @@ def download(pins: list[Pin], target: Target, folder: Path) -> None:
         str(folder),
         *target.pip_flags(),
     )
-    if result.returncode != 0:
-        raise SystemExit(f"pip download failed:\n{result.stderr[-3000:]}")
 
 
 def pip_with_requirements(pins: Iterable[Pin], *args: str) -> subprocess.CompletedProcess[str]:
@@ -162,14 +165,14 @@ def pip_with_requirements(pins: Iterable[Pin], *args: str) -> subprocess.Complet
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements:
         requirements.write("\n".join(pin.requirement_line() for pin in pins) + "\n")
         requirements.flush()
-        command = [*args, "--require-hashes", "--requirement", requirements.name]
-        return pip(*command, check=False)
+        return pip(*args, "--require-hashes", "--requirement", requirements.name)
 
 
-def pip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def pip(*args: str) -> subprocess.CompletedProcess[str]:
+    """pip in this interpreter; a failure ends the run with the end of pip's own message."""
     command = [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"]
     result = subprocess.run(command, capture_output=True, text=True)
-    if check and result.returncode != 0:
+    if result.returncode != 0:
         raise SystemExit(f"pip {args[0]} failed:\n{result.stderr[-3000:]}")
     return result
 
