@@ -37,9 +37,15 @@ class Settings(BaseSettings):
     outputs: str | None = None
 
     batch_size: int = Field(default=256, ge=1, le=100_000)
+    # the largest share of a collection an ``ingest --sync`` deletes without --force
+    sync_max_delete_share: float = Field(default=0.5, ge=0.0, le=1.0)
     high_water_mark: int = Field(default=64, ge=1)
     lease_seconds: int = Field(default=30, ge=5)
     task_time_limit: int = Field(default=3600, ge=60)
+    # an open job nothing was added to for this long, never sealed, is ended by a reaper as
+    # abandoned (its producer was killed or cut off); a producer held back by a full queue
+    # shows it is alive every 30 s
+    abandon_after_seconds: int = Field(default=3600, ge=10)
     queue: str = "embedq.ingest"
     # re-index batches: their own queue, served only when the ingestion queue is empty,
     # and at most this many a worker process takes (Celery's rate limit, e.g. "30/m")

@@ -18,8 +18,10 @@ from typing import Any
 from embedq import jobs
 from embedq.api import cli_reindex
 from embedq.api.client import Client
+from embedq.api.planning import IngestPlan
 from embedq.api.progress import ProgressBar
 from embedq.api.remote import RemoteClient
+from embedq.api.stopping import Stopped, stopped_by_sigterm
 from embedq.errors import EmbedqError
 from embedq.search import MODES, Hit
 from embedq.settings import get_settings
@@ -37,10 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        return int(args.command(args))
+        # SIGTERM, like Ctrl-C, raises where the command is: a producer then ends its job
+        with stopped_by_sigterm():
+            return int(args.command(args))
     except (EmbedqError, KeyError) as error:
         print(f"embedq: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("embedq: stopped by Ctrl-C", file=sys.stderr)
+        return 130
+    except Stopped as stop:
+        print(f"embedq: {stop}", file=sys.stderr)
+        return stop.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a job")
     cancel.add_argument("job")
     cancel.set_defaults(command=run_cancel)
+    _delete_parser(commands)
     _search_parser(commands)
     _rerank_parsers(commands)
     _keys_parser(commands)
@@ -99,9 +110,45 @@ def _ingest_parser(commands: Any) -> None:
     ingest.add_argument("--long-text", choices=["chunk", "truncate"])
     ingest.add_argument("--outputs", help="comma-separated: dense,sparse,colbert")
     ingest.add_argument("--batch-size", type=int, help="documents per batch")
+    ingest.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="skip documents the collection holds exactly as they would be written",
+    )
+    ingest.add_argument(
+        "--sync",
+        action="store_true",
+        help="--skip-unchanged, then delete the collection's documents the input no longer "
+        "holds (once every document has landed)",
+    )
+    ingest.add_argument(
+        "--force",
+        action="store_true",
+        help="let --sync delete more than EMBEDQ_SYNC_MAX_DELETE_SHARE of the collection",
+    )
+    ingest.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be embedded, skipped and deleted; change nothing",
+    )
     ingest.add_argument("--wait", action="store_true", help="show progress until the job ends")
     ingest.add_argument("--json", action="store_true", help="print the job as JSON")
     ingest.set_defaults(command=run_ingest)
+
+
+def _delete_parser(commands: Any) -> None:
+    delete = commands.add_parser("delete", help="delete documents (all their chunks) by id")
+    delete.add_argument("collection", metavar="COLLECTION")
+    delete.add_argument(
+        "--ids",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="one id a line, or JSON Lines with id/_id (plain or .gz); may be repeated",
+    )
+    delete.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    delete.add_argument("--json", action="store_true", help="print the job as JSON")
+    delete.set_defaults(command=run_delete)
 
 
 def _search_parser(commands: Any) -> None:
@@ -168,20 +215,60 @@ def job_client(args: argparse.Namespace) -> Client | RemoteClient:
 
 def run_ingest(args: argparse.Namespace) -> int:
     client = job_client(args)
+    embedding = {
+        "collection": args.collection,
+        "model": args.model,
+        "outputs": args.outputs,
+        "max_length": args.max_length,
+        "long_text": args.long_text,
+        "skip_unchanged": args.skip_unchanged,
+        "sync": args.sync,
+        "force": args.force,
+    }
+    if args.dry_run:
+        if not isinstance(client, Client):
+            print(
+                "embedq: --dry-run reads the collection directly: not with --api", file=sys.stderr
+            )
+            return 2
+        print_plan(client.plan_ingest(args.files, **embedding), as_json=args.json)
+        return 0
     return submit_and_follow(
         args,
         client,
         lambda on_batch: client.ingest(
-            args.files,
-            collection=args.collection,
-            model=args.model,
-            outputs=args.outputs,
-            max_length=args.max_length,
-            long_text=args.long_text,
-            batch_size=args.batch_size,
-            on_batch=on_batch,
+            args.files, batch_size=args.batch_size, on_batch=on_batch, **embedding
         ),
     )
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    client = job_client(args)
+    return submit_and_follow(
+        args,
+        client,
+        lambda on_batch: client.delete(args.collection, files=args.ids, on_batch=on_batch),
+    )
+
+
+PLAN_SHOWN = 20  # ids listed per kind of change; --json lists them all
+
+
+def print_plan(plan: IngestPlan, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(dataclasses.asdict(plan), indent=2))
+        return
+    print(f"dry run into {plan.collection}: nothing was written")
+    for label, ids in (("embed", plan.embed), ("skip", plan.skip), ("delete", plan.delete)):
+        print(f"  {label:<6} {len(ids):>9,}")
+        for doc_id in ids[:PLAN_SHOWN]:
+            print(f"    {doc_id}")
+        if len(ids) > PLAN_SHOWN:
+            print(f"    ... {len(ids) - PLAN_SHOWN:,} more (--json lists them all)")
+    if plan.rejected:
+        print(f"  {plan.rejected:,} line(s) would fail: see them with a real run's failures")
+    if plan.refusal:
+        print(f"  {plan.refusal}")
 
 
 def submit_and_follow(
@@ -226,6 +313,7 @@ def run_jobs(args: argparse.Namespace) -> int:
         print(
             f"{view.id}  {view.status:<9}  {view.collection:<24}  "
             f"{view.documents_done}/{view.documents_total} done  {view.documents_failed} failed"
+            f"{_listed_changes(view)}"
         )
     return 0
 
@@ -385,10 +473,25 @@ def print_job(view: jobs.JobView, *, as_json: bool, brief: bool = False) -> None
         print(
             f"job {view.id}: {view.status}\n"
             f"  documents {view.documents_done} done, {view.documents_failed} failed, "
+            f"{_changes(view)}"
             f"of {view.documents_total}; chunks {view.chunks_done}, tokens {view.tokens_done}\n"
             f"  batches {view.batches_done} done, {view.batches_failed} failed, "
             f"{view.splits} split"
         )
+        if view.error:  # why it stopped short of its input (or failed, or was cancelled)
+            ended_badly = view.status in (jobs.JobStatus.failed, jobs.JobStatus.cancelled)
+            print(f"  {'error' if ended_badly else 'stopped'}: {view.error}")
+
+
+def _changes(view: jobs.JobView) -> str:
+    """The unchanged and deleted counts, where a job has any."""
+    counts = (("unchanged", view.documents_unchanged), ("deleted", view.documents_deleted))
+    return "".join(f"{count} {label}, " for label, count in counts if count)
+
+
+def _listed_changes(view: jobs.JobView) -> str:
+    changes = _changes(view).removesuffix(", ")
+    return f"  {changes}" if changes else ""
 
 
 def _as_dict(view: Any) -> dict[str, Any]:

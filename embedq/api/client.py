@@ -10,10 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs as ledger
+from embedq.api.deletion import DeleteRequest, delete_ids, ids_from, submit_delete
+from embedq.api.planning import IngestPlan, plan_ingest
 from embedq.api.producer import IngestRequest, submit
 from embedq.api.reindex import ReindexRequest, collect_garbage, rollback, start_reindex
 from embedq.api.rerank_producer import RerankRequest, submit_rerank
@@ -65,25 +68,110 @@ class Client:
         max_length: int | None = None,
         long_text: str | None = None,
         batch_size: int | None = None,
+        skip_unchanged: bool = False,
+        sync: bool = False,
+        force: bool = False,
         on_batch: Callable[[str], None] | None = None,
     ) -> str:
-        """Create an ingestion job; its id comes back once every batch is queued (embedded: run)."""
-        settings = self.settings
-        request = IngestRequest(
-            files=[Path(f) for f in files],
-            collection=collection,
-            model=model or settings.model,
-            outputs=outputs or settings.outputs,
-            max_length=max_length or settings.max_length,
-            long_text=long_text or settings.long_text,
-            batch_size=batch_size or settings.batch_size,
+        """Create an ingestion job; its id comes back once every batch is queued (embedded: run).
+
+        ``skip_unchanged``: documents the collection holds exactly as they would be
+        written are not embedded again (counted as unchanged). ``sync``: that, and once
+        every document has landed, delete the collection's documents that ``files`` no
+        longer hold, unless they are more than ``EMBEDQ_SYNC_MAX_DELETE_SHARE`` of it
+        (``force``: whatever their share).
+        """
+        request = self._ingest_request(
+            files,
+            collection,
+            dict(model=model, outputs=outputs, max_length=max_length, long_text=long_text),
+            batch_size=batch_size,
+            changes=(skip_unchanged, sync, force),
         )
         return submit(
             request,
             sessions=self.sessions,
             store=self.store,
             queue=self.queue,
-            high_water_mark=settings.high_water_mark,
+            high_water_mark=self.settings.high_water_mark,
+            on_batch=on_batch,
+        )
+
+    def _ingest_request(
+        self,
+        files: Sequence[str | Path],
+        collection: str,
+        embedding: dict[str, Any],
+        *,
+        batch_size: int | None,
+        changes: tuple[bool, bool, bool],
+    ) -> IngestRequest:
+        """An ingest request, settings filling what is not given; ``changes`` is
+        (skip_unchanged, sync, force)."""
+        settings = self.settings
+        skip_unchanged, sync, force = changes
+        return IngestRequest(
+            files=[Path(f) for f in files],
+            collection=collection,
+            model=embedding["model"] or settings.model,
+            outputs=embedding["outputs"] or settings.outputs,
+            max_length=embedding["max_length"] or settings.max_length,
+            long_text=embedding["long_text"] or settings.long_text,
+            batch_size=batch_size or settings.batch_size,
+            skip_unchanged=skip_unchanged or sync,
+            sync=sync,
+            max_delete_share=1.0 if force else settings.sync_max_delete_share,
+        )
+
+    def plan_ingest(
+        self,
+        files: Sequence[str | Path],
+        *,
+        collection: str,
+        model: str | None = None,
+        outputs: str | None = None,
+        max_length: int | None = None,
+        long_text: str | None = None,
+        skip_unchanged: bool = False,
+        sync: bool = False,
+        force: bool = False,
+    ) -> IngestPlan:
+        """What ``ingest`` with these arguments would embed, skip and delete; changes nothing."""
+        request = self._ingest_request(
+            files,
+            collection,
+            dict(model=model, outputs=outputs, max_length=max_length, long_text=long_text),
+            batch_size=None,
+            changes=(skip_unchanged, sync, force),
+        )
+        return plan_ingest(request, store=self.store)
+
+    def delete(
+        self,
+        collection: str,
+        *,
+        files: Sequence[str | Path] = (),
+        ids: Sequence[str | int] = (),
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Delete documents (every chunk) by id, from ``files`` (one id a line) or ``ids``;
+        a job like any other, whose id comes back once its batches are queued."""
+        if ids:
+            return delete_ids(
+                collection,
+                ids_from(ids),
+                sessions=self.sessions,
+                store=self.store,
+                queue=self.queue,
+                high_water_mark=self.settings.high_water_mark,
+                on_batch=on_batch,
+            )
+        return submit_delete(
+            DeleteRequest([Path(f) for f in files], collection),
+            sessions=self.sessions,
+            store=self.store,
+            queue=self.queue,
+            high_water_mark=self.settings.high_water_mark,
             on_batch=on_batch,
         )
 

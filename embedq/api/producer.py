@@ -9,10 +9,12 @@ never holds a whole corpus.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -21,10 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq import jobs
 from embedq.api.batching import length_bucketed
 from embedq.api.reader import Document, Rejected, UnreadableInputError, read_documents
+from embedq.api.screening import Screen
+from embedq.api.stopping import stop_reason
 from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
 from embedq.workers.qdrant_store import CollectionShape, QdrantStore
-from embedq.workers.queues import BatchQueue
+from embedq.workers.queues import BatchQueue, InProcessQueue
 from embedq.workers.reindex import finish_reindex_of_collection
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 # Rejected lines are written to the ledger in groups of this many.
 FAILURE_FLUSH = 500
 BACKPRESSURE_POLL_S = 0.5
+# While held back by a full queue, a producer shows the ledger it is alive this often,
+# so its job is not taken for abandoned (settings.abandon_after_seconds).
+HEARTBEAT_S = 30.0
 
 Item = TypeVar("Item")
 
@@ -45,6 +52,12 @@ class IngestRequest:
     max_length: int | None = None
     long_text: str = "chunk"
     batch_size: int = 256
+    # skip documents the collection holds exactly as they would be written now
+    skip_unchanged: bool = False
+    # ...and once every document has landed, remove those the input no longer holds,
+    # unless they are more than ``max_delete_share`` of the collection
+    sync: bool = False
+    max_delete_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,12 @@ class OpenedJob:
     job_id: str
     physical: str
     collection: str
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def screen(self, store: QdrantStore) -> Screen | None:
+        """What skips this job's unchanged documents (None: it embeds them all)."""
+        return Screen.of(store.client, job_id=self.job_id, model=self.model, options=self.options)
 
 
 def submit(
@@ -69,16 +88,19 @@ def submit(
     for path in request.files:
         check_readable(path)
     job = open_job(request, sessions=sessions, store=store)
-    add_documents(
-        job.job_id,
-        read_all(request.files),
-        sessions=sessions,
-        queue=queue,
-        batch_size=request.batch_size,
-        high_water_mark=high_water_mark,
-        on_batch=on_batch,
-    )
-    seal(job, sessions=sessions, store=store, queue=queue)
+    ended = functools.partial(wind_up, job, sessions=sessions, store=store, queue=queue)
+    with stops_recorded(job.job_id, sessions=sessions, queue=queue, ended=ended):
+        add_documents(
+            job.job_id,
+            read_all(request.files),
+            sessions=sessions,
+            queue=queue,
+            batch_size=request.batch_size,
+            high_water_mark=high_water_mark,
+            on_batch=on_batch,
+            screen=job.screen(store),
+        )
+        seal(job, sessions=sessions, store=store, queue=queue)
     return job.job_id
 
 
@@ -103,16 +125,17 @@ def open_job(
     # under the collection's guard, so a re-index cannot move the alias in between
     with reindexing.collection_guard(sessions, request.collection) as guard:
         physical = store.ensure_collection(request.collection, shape)
+        options = _job_options(request, outputs, physical)
         job_id = guard.create_job(
             kind="ingest",
             collection=request.collection,
             model=request.model,
-            options=_job_options(request, outputs, physical),
+            options=options,
             tenant=tenant,
         )
     store.begin_bulk_load(physical)
     logger.info("job %s: ingesting into %s (%s)", job_id, request.collection, physical)
-    return OpenedJob(job_id, physical, request.collection)
+    return OpenedJob(job_id, physical, request.collection, request.model, options)
 
 
 def add_documents(
@@ -124,13 +147,20 @@ def add_documents(
     batch_size: int,
     high_water_mark: int | None,
     on_batch: Callable[[str], None] | None = None,
+    screen: Screen | None = None,
 ) -> int:
     """Record and publish the documents in length-bucketed batches; returns the batches.
 
     Rejected outcomes become the job's failures. Waits while the queue is above
     ``high_water_mark``, so the broker never holds a whole corpus (None: never
-    waits, for a caller that checked the queue before taking the documents).
+    waits, for a caller that checked the queue before taking the documents). With a
+    ``screen``, documents the collection holds as they are are counted unchanged instead.
     """
+    if screen is not None:
+        outcomes = screen.changed(
+            outcomes,
+            on_unchanged=lambda n: jobs.record_unchanged(sessions, job_id=job_id, count=n),
+        )
     documents = accepted(outcomes, sessions=sessions, job_id=job_id)
     return publish_batches(
         job_id,
@@ -156,7 +186,7 @@ def publish_batches(
     for batch in batches:
         ref = jobs.add_batch(sessions, job_id=job_id, documents=[i.as_payload() for i in batch])
         if high_water_mark is not None:
-            wait_below(queue, high_water_mark)
+            wait_below(queue, high_water_mark, job_id=job_id, sessions=sessions)
         queue.publish(ref.id)
         published += 1
         if on_batch is not None:
@@ -176,12 +206,25 @@ def seal(
     """No more batches: the job ends once they have (at once if they already have)."""
     queue.drain()
     status = jobs.seal_job(sessions, job_id=job.job_id)
-    if status in jobs.JOB_ENDED:
-        store.finish_bulk_load(job.physical)  # every batch already ran (in-process, or none)
-        # a re-index of the collection may now catch up with what this job wrote
-        finish_reindex_of_collection(sessions, store, queue.publish, collection=job.collection)
-        queue.drain()
+    if status not in jobs.JOB_ENDED:
+        status = publish_due(job.job_id, sessions=sessions, queue=queue)
+    if status in jobs.JOB_ENDED:  # every batch already ran (in-process, or none)
+        wind_up(job, sessions=sessions, store=store, queue=queue)
     return status
+
+
+def publish_due(
+    job_id: str, *, sessions: sessionmaker[Session], queue: BatchQueue
+) -> jobs.JobStatus:
+    """Publish the job's batches that are due now (a sync's sweep, queued as it was sealed)
+    rather than leave them to a reaper's next round; the job's status afterwards."""
+    for batch_id in jobs.take_stranded_batches(sessions, job_id=job_id):
+        queue.publish(batch_id)
+    queue.drain()
+    view = jobs.get_job(sessions, job_id=job_id)
+    if view is None:
+        raise jobs.JobNotFoundError(f"no job {job_id}")
+    return view.status
 
 
 def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
@@ -191,6 +234,9 @@ def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str)
         "long_text": request.long_text,
         "batch_size": request.batch_size,
         "physical_collection": physical,
+        "skip_unchanged": request.skip_unchanged or request.sync,
+        "sync": request.sync,
+        "max_delete_share": request.max_delete_share,
     }
 
 
@@ -228,11 +274,112 @@ def accepted(
         jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
 
 
-def wait_below(queue: BatchQueue, high_water_mark: int) -> None:
-    """Backpressure: hold the next batch while the broker already has plenty queued."""
+def wait_below(
+    queue: BatchQueue, high_water_mark: int, *, job_id: str, sessions: sessionmaker[Session]
+) -> None:
+    """Backpressure: hold the next batch while the broker already has plenty queued.
+
+    Meanwhile the job is touched every ``HEARTBEAT_S``: it is waiting, not abandoned.
+    """
     waited = False
+    beat = time.monotonic()
     while queue.depth() >= high_water_mark:
         if not waited:
             logger.info("queue above %d batches: waiting", high_water_mark)
             waited = True
+        if time.monotonic() - beat >= HEARTBEAT_S:
+            jobs.touch_job(sessions, job_id=job_id)
+            beat = time.monotonic()
         time.sleep(BACKPRESSURE_POLL_S)
+
+
+# --- a producer stopped part-way ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stops_recorded(
+    job_id: str,
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    ended: Callable[[], object] | None = None,
+) -> Iterator[None]:
+    """Whatever stops the block (an error, Ctrl-C, SIGTERM) is recorded on the job, which
+    then ends with what it got instead of staying open; the error goes on.
+
+    Documents already published still land. ``ended`` runs if the job ends at once.
+    """
+    try:
+        yield
+    except BaseException as error:
+        _record_stop(job_id, error, sessions=sessions, queue=queue, ended=ended)
+        raise
+
+
+def stop(
+    job: OpenedJob,
+    reason: str,
+    *,
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    queue: BatchQueue,
+) -> jobs.JobStatus:
+    """Seal a job whose producer stopped part-way, with ``reason``: it ends with what it got
+    (partial at best, see ``jobs.stop_intake``), at once if its batches already have."""
+    status = jobs.stop_intake(sessions, job_id=job.job_id, reason=reason)
+    if status in jobs.JOB_ENDED:
+        wind_up(job, sessions=sessions, store=store, queue=queue)
+    return status
+
+
+def wind_up(
+    job: OpenedJob, *, sessions: sessionmaker[Session], store: QdrantStore, queue: BatchQueue
+) -> None:
+    """What follows the end of an ingestion that ended here, not with a batch of it."""
+    store.finish_bulk_load(job.physical)
+    # a re-index of the collection may now catch up with what this job wrote
+    finish_reindex_of_collection(sessions, store, queue.publish, collection=job.collection)
+    queue.drain()
+
+
+def _record_stop(
+    job_id: str,
+    error: BaseException,
+    *,
+    sessions: sessionmaker[Session],
+    queue: BatchQueue,
+    ended: Callable[[], object] | None,
+) -> None:
+    """Best effort: should the ledger be out of reach too, a reaper ends the job later."""
+    try:
+        view = jobs.get_job(sessions, job_id=job_id)
+        reason = stop_reason(error, view.documents_total if view else 0)
+        logger.info("job %s: %s", job_id, reason)
+        if isinstance(queue, InProcessQueue):
+            _settle_here(job_id, reason, error, sessions=sessions, queue=queue)
+        if jobs.stop_intake(sessions, job_id=job_id, reason=reason) in jobs.JOB_ENDED and ended:
+            ended()
+    except Exception:
+        logger.warning(
+            "job %s: could not record why its intake stopped; a reaper ends it if still open",
+            job_id,
+            exc_info=True,
+        )
+
+
+def _settle_here(
+    job_id: str,
+    reason: str,
+    error: BaseException,
+    *,
+    sessions: sessionmaker[Session],
+    queue: InProcessQueue,
+) -> None:
+    """Batches this process runs itself: nothing else ever will. After an error, those
+    already published are run; after an interrupt, none. What is left open fails."""
+    if isinstance(error, Exception):
+        try:
+            queue.drain()
+        except Exception:
+            logger.warning("job %s: its published batches did not all run", job_id, exc_info=True)
+    jobs.fail_open_batches(sessions, job_id=job_id, reason=reason)

@@ -19,7 +19,7 @@ class ProgressBar:
             from tqdm import tqdm
 
             self._bar = tqdm(total=view.documents_total, unit="doc", desc=view.collection)
-        ended = view.documents_done + view.documents_failed
+        ended = view.documents_ended
         self._bar.total = max(view.documents_total, ended)
         self._bar.n = ended
         self._bar.set_postfix(status=str(view.status), failed=view.documents_failed, refresh=False)

@@ -11,6 +11,7 @@ command line prints the same either way.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -21,10 +22,12 @@ import httpx
 import orjson
 
 from embedq import jobs as ledger
+from embedq.api.deletion import DocumentId, ids_from, read_all_ids
 from embedq.api.producer import check_readable, read_all
 from embedq.api.reader import Document, Rejected
 from embedq.api.rerank_input import Query
 from embedq.api.rerank_producer import read_all_queries
+from embedq.api.stopping import stop_reason
 from embedq.errors import EmbedqError, PermanentError, RetryableError
 
 REQUEST_DOCUMENTS = 1000  # the API's limit per request
@@ -78,6 +81,9 @@ class RemoteClient:
         max_length: int | None = None,
         long_text: str | None = None,
         batch_size: int | None = None,
+        skip_unchanged: bool = False,
+        sync: bool = False,
+        force: bool = False,
         on_batch: Callable[[str], None] | None = None,
     ) -> str:
         """Create a job, send every document of ``files``, seal it; returns the job's id."""
@@ -88,11 +94,27 @@ class RemoteClient:
             "max_length": max_length,
             "long_text": long_text,
             "batch_size": batch_size,
+            "skip_unchanged": skip_unchanged or None,
+            "sync": sync or None,
+            "force": force or None,
         }
         body = {"collection": collection, **{k: v for k, v in options.items() if v is not None}}
         job_id = str(self._call("POST", "/v1/jobs", json=body)["id"])
         documents = _requests(read_all(paths))
         return self._fill_and_seal(job_id, "batches", "documents", documents, on_batch)
+
+    def delete(
+        self,
+        collection: str,
+        *,
+        files: Sequence[str | Path] = (),
+        ids: Sequence[str | int] = (),
+        on_batch: Callable[[str], None] | None = None,
+    ) -> str:
+        """Create a delete job, send the ids of ``files`` (or ``ids``), seal it; its id."""
+        outcomes = ids_from(ids) if ids else read_all_ids(_readable(files))
+        job_id = str(self._call("POST", "/v1/deletions", json={"collection": collection})["id"])
+        return self._fill_and_seal(job_id, "ids", "ids", _requests(outcomes), on_batch)
 
     def rerank(
         self,
@@ -182,12 +204,32 @@ class RemoteClient:
         on_batch: Callable[[str], None] | None,
     ) -> str:
         """POST each request's items (as ``field``) and unreadable lines to the job's ``route``,
-        waiting out a full queue, then seal the job; returns its id."""
-        for items, rejected in requests:
-            body = orjson.dumps({field: items, "rejected": rejected})
-            self._call("POST", f"/v1/jobs/{job_id}/{route}", content=body, backpressure=True)
-            if on_batch is not None:
-                on_batch(job_id)
+        waiting out a full queue, then seal the job; returns its id.
+
+        Whatever stops the sending part-way (an error, Ctrl-C, SIGTERM) seals the job with
+        why, so it ends with what it got; should the API be gone, its reaper ends the job.
+        """
+        sent = 0
+        try:
+            for items, rejected in requests:
+                body = orjson.dumps({field: items, "rejected": rejected})
+                self._call("POST", f"/v1/jobs/{job_id}/{route}", content=body, backpressure=True)
+                sent += len(items) + len(rejected)
+                if on_batch is not None:
+                    on_batch(job_id)
+        except BaseException as error:
+            stopped = {"intake_error": stop_reason(error, sent)}
+            try:  # best effort, and brief: the connection may be what failed
+                _checked(
+                    self._http.post(
+                        f"/v1/jobs/{job_id}/seal", json=stopped, headers=self._headers, timeout=10
+                    )
+                )
+            except Exception:
+                logging.getLogger(__name__).warning(
+                    "job %s: could not tell the API why its intake stopped", job_id, exc_info=True
+                )
+            raise
         self._call("POST", f"/v1/jobs/{job_id}/seal")
         return job_id
 
@@ -246,11 +288,14 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
     raise ApiRejectedError(response.status_code, detail)
 
 
+# what a file's line becomes: an item to send, or a line that could not be read
+Outcome = Document | Query | DocumentId | Rejected
+
 # one request's items and rejected lines, each encoded once (its size counted from that)
 Request = tuple[list[orjson.Fragment], list[orjson.Fragment]]
 
 
-def _requests(outcomes: Iterable[Document | Query | Rejected]) -> Iterator[Request]:
+def _requests(outcomes: Iterable[Outcome]) -> Iterator[Request]:
     """Outcomes in request-sized groups: at most ``REQUEST_DOCUMENTS`` of them (documents and
     rejections counted together) and about ``REQUEST_BYTES`` of JSON (one item may be more)."""
     items: list[orjson.Fragment] = []
@@ -270,12 +315,14 @@ def _requests(outcomes: Iterable[Document | Query | Rejected]) -> Iterator[Reque
         yield items, rejected
 
 
-def _body(outcome: Document | Query | Rejected) -> dict[str, Any]:
+def _body(outcome: Outcome) -> Any:
     """An outcome as the API takes it."""
     if isinstance(outcome, Rejected):
         return {"reason": outcome.reason, "line": outcome.line, "doc_id": outcome.doc_id}
     if isinstance(outcome, Document):
         return outcome.as_payload()  # its text already has its title in front
+    if isinstance(outcome, DocumentId):
+        return outcome.id
     body: dict[str, Any] = {"query_id": outcome.id, "query": outcome.text}
     if outcome.candidates:  # none when the job's collection gives them
         body["candidates"] = [{"id": c.id, "text": c.text} for c in outcome.candidates]

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedq.api.reader import MAX_TEXT_CHARS, Rejected, once_per_id, parse_row, read_lines
+from embedq.api.reader import (
+    MAX_TEXT_CHARS,
+    Rejected,
+    once_per_id,
+    parse_row,
+    readable_lines,
+)
 
 # per query, whether listed or found by a search: the API's limit, and a search's
 MAX_CANDIDATES_PER_QUERY = 10_000
@@ -50,7 +56,11 @@ def read_queries(
     ``searched``: lines carry no candidates, a worker finds them (see ``query_from``).
     """
     seen = set() if seen is None else seen
-    for number, raw in read_lines(path):
+    for line in readable_lines(path):
+        if isinstance(line, Rejected):  # the file broke off here: the lines before stand
+            yield line
+            continue
+        number, raw = line
         row = parse_row(raw, number)
         outcome = (
             row

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.api.producer import accepted, check_readable, publish_batches
+from embedq.api.producer import accepted, check_readable, publish_batches, stops_recorded
 from embedq.api.reader import Rejected
 from embedq.api.rerank_input import MAX_CANDIDATES_PER_QUERY, Query, pair_bounded, read_queries
 from embedq.errors import InvalidSettingError
@@ -72,17 +72,18 @@ def submit_rerank(
     for path in request.files:
         check_readable(path)
     job_id = open_rerank_job(request, sessions=sessions)
-    add_queries(
-        job_id,
-        read_all_queries(request.files, searched=request.from_collection is not None),
-        sessions=sessions,
-        queue=queue,
-        max_pairs=request.max_pairs,
-        searched=request.searched,
-        high_water_mark=high_water_mark,
-        on_batch=on_batch,
-    )
-    seal_rerank(job_id, sessions=sessions, queue=queue)
+    with stops_recorded(job_id, sessions=sessions, queue=queue):
+        add_queries(
+            job_id,
+            read_all_queries(request.files, searched=request.from_collection is not None),
+            sessions=sessions,
+            queue=queue,
+            max_pairs=request.max_pairs,
+            searched=request.searched,
+            high_water_mark=high_water_mark,
+            on_batch=on_batch,
+        )
+        seal_rerank(job_id, sessions=sessions, queue=queue)
     return job_id
 
 

@@ -1,5 +1,6 @@
 """The job ledger: schema, migrations, guarded state transitions, progress counters, leases."""
 
+from embedq.jobs.constants import SWEEP
 from embedq.jobs.db import (
     check_schema,
     current_revision,
@@ -24,15 +25,21 @@ from embedq.jobs.ledger import (
     cancel_job,
     claim_batch,
     complete_batch,
+    complete_sweep,
     create_job,
+    end_abandoned_jobs,
     fail_batch,
     fail_job,
+    fail_open_batches,
     record_intake_failures,
+    record_unchanged,
     release_batch,
     renew_lease,
     seal_job,
     split_batch,
+    stop_intake,
     take_stranded_batches,
+    touch_job,
 )
 from embedq.jobs.queries import (
     batch_job_kind,
@@ -43,6 +50,7 @@ from embedq.jobs.queries import (
     list_failures,
     list_jobs,
     queued_batches,
+    unidentified_intake_failures,
 )
 from embedq.jobs.records import (
     ApiKeyView,
@@ -72,6 +80,7 @@ __all__ = [
     "BATCH_OPEN",
     "JOB_ENDED",
     "JOB_OPEN",
+    "SWEEP",
     "ApiKeyView",
     "BatchNotFoundError",
     "BatchRef",
@@ -100,13 +109,16 @@ __all__ = [
     "claim_batch",
     "complete_batch",
     "complete_rerank_batch",
+    "complete_sweep",
     "count_jobs_by_status",
     "create_api_key",
     "create_job",
     "current_revision",
+    "end_abandoned_jobs",
     "expired_batches",
     "fail_batch",
     "fail_job",
+    "fail_open_batches",
     "get_job",
     "head_revision",
     "list_api_keys",
@@ -120,10 +132,14 @@ __all__ = [
     "open_ledger",
     "queued_batches",
     "record_intake_failures",
+    "record_unchanged",
     "release_batch",
     "renew_lease",
     "revoke_api_key",
     "seal_job",
     "split_batch",
+    "stop_intake",
     "take_stranded_batches",
+    "touch_job",
+    "unidentified_intake_failures",
 ]

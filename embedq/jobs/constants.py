@@ -18,8 +18,14 @@ that should have brought it back may never have been sent (the broker was down j
 Longer than any retry delay (a lease's length, Celery's backoff), so a duplicate is rare, and
 harmless: the second claim finds the batch taken."""
 
+SWEEP = "sweep"
+"""The role of a sync's last batch, which removes the documents its input no longer holds."""
+
 QUEUED_BATCHES_LIMIT = 1000
 """Default page of queued batch ids handed to a reaper in one call."""
+
+ABANDONED_JOBS_LIMIT = 100
+"""Default number of abandoned jobs (open, unsealed, idle too long) one reaper call ends."""
 
 JOBS_PAGE = 50
 """Default number of jobs one listing returns."""

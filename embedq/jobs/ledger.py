@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs.clock import moment
 from embedq.jobs.constants import (
+    ABANDONED_JOBS_LIMIT,
     EXPIRED_BATCHES_LIMIT,
     LEASE_SECONDS,
     MAX_ATTEMPTS,
@@ -33,7 +34,14 @@ from embedq.jobs.errors import (
 )
 from embedq.jobs.records import BatchRef, Claim, Completion, Documents, Failure
 from embedq.jobs.schema import Batch, BatchPayload, Job
-from embedq.jobs.status import JOB_ENDED, JOB_OPEN, BatchStatus, JobKind, JobStatus
+from embedq.jobs.status import (
+    BATCH_OPEN,
+    JOB_ENDED,
+    JOB_OPEN,
+    BatchStatus,
+    JobKind,
+    JobStatus,
+)
 from embedq.jobs.steps import (
     add_to_job,
     apply,
@@ -162,6 +170,83 @@ def fail_job(sessions: sessionmaker[Session], *, job_id: str, error: str) -> boo
     return _close_job(sessions, job_id=job_id, status=JobStatus.failed, error=error)
 
 
+def stop_intake(sessions: sessionmaker[Session], *, job_id: str, reason: str) -> JobStatus:
+    """Seal a job whose producer stopped part-way, keeping ``reason`` as its error.
+
+    The documents it got still land, and it ends once its batches have: partial at best,
+    since something of its input never arrived, or failed when nothing was done. A
+    re-index fails at once instead: one that lacks part of its source is never swapped
+    in. A sealed or ended job is left as it is. Returns the job's status afterwards.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        return _stop_intake(s, lock_job(s, job_id), reason=reason, now=now)
+
+
+def end_abandoned_jobs(
+    sessions: sessionmaker[Session],
+    *,
+    idle_seconds: float,
+    now: datetime | None = None,
+    limit: int = ABANDONED_JOBS_LIMIT,
+) -> list[str]:
+    """Stop the intake of open, unsealed jobs unchanged for ``idle_seconds``; their ids.
+
+    Their producers are gone (killed, or cut off from the API) and will never seal them.
+    Each ends as ``stop_intake`` ends a job, with a reason saying it was abandoned, oldest
+    first; rows another reaper holds are skipped.
+    """
+    now = moment(now)
+    idle = (
+        select(Job)
+        .where(
+            Job.status.in_(JOB_OPEN),
+            Job.sealed.is_(False),
+            Job.updated_at < now - timedelta(seconds=idle_seconds),
+        )
+        .order_by(Job.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    reason = (
+        f"abandoned: no documents were added for {idle_seconds:.0f} s "
+        "and the producer never sealed it"
+    )
+    with transaction(sessions) as s:
+        abandoned = list(s.scalars(idle.execution_options(populate_existing=True)))
+        for job in abandoned:
+            _stop_intake(s, job, reason=reason, now=now)
+        return [job.id for job in abandoned]
+
+
+def touch_job(sessions: sessionmaker[Session], *, job_id: str, now: datetime | None = None) -> bool:
+    """Mark an open job as still fed though nothing was added lately (its producer waits
+    out a full queue), so it is not taken for abandoned; False if it has ended."""
+    with transaction(sessions) as s:
+        touched = apply(
+            s,
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(JOB_OPEN))
+            .values(updated_at=moment(now)),
+        )
+    return bool(touched)
+
+
+def fail_open_batches(sessions: sessionmaker[Session], *, job_id: str, reason: str) -> int:
+    """Fail each open batch of a job, every document with ``reason``: batches nothing will
+    run, such as those a producer ran in its own process when it stopped. Returns how many.
+    """
+    now = moment()
+    open_ = Batch.status.in_(BATCH_OPEN)
+    with transaction(sessions) as s:
+        if lock_job(s, job_id).status in JOB_ENDED:
+            return 0
+        batches = s.scalars(select(Batch).where(Batch.job_id == job_id, open_)).all()
+        return sum(
+            fail_batch_documents(s, batch, reason=reason, guard=open_, now=now) for batch in batches
+        )
+
+
 # --- batches ----------------------------------------------------------------------------
 
 
@@ -220,6 +305,7 @@ def claim_batch(
             model=job.model,
             options=job.options,
             lease_expires_at=expires,
+            role=batch.role,
         )
 
 
@@ -290,8 +376,11 @@ def take_stranded_batches(
     *,
     now: datetime | None = None,
     limit: int = EXPIRED_BATCHES_LIMIT,
+    job_id: str | None = None,
 ) -> list[str]:
     """Released batches no worker took again in time, to publish again; oldest first.
+
+    Also a sync's sweep, which is queued due at once. With ``job_id``, only that job's.
 
     Each is pushed back by ``REPUBLISH_RELEASED_AFTER_SECONDS`` in the same transaction
     (rows another reaper holds are skipped), so reapers publish it once a period, not
@@ -305,6 +394,8 @@ def take_stranded_batches(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    if job_id is not None:
+        stranded = stranded.where(Batch.job_id == job_id)
     with transaction(sessions) as s:
         batch_ids = list(s.scalars(stranded))
         if batch_ids:
@@ -320,6 +411,7 @@ def complete_batch(
     documents_done: int,
     chunks_done: int = 0,
     tokens_done: int = 0,
+    documents_deleted: int = 0,
     failures: Sequence[Failure] = (),
 ) -> Completion:
     """Mark a running batch succeeded and add its numbers to the job, which may then end.
@@ -337,8 +429,40 @@ def complete_batch(
             documents_done=documents_done,
             chunks_done=chunks_done,
             tokens_done=tokens_done,
+            documents_deleted=documents_deleted,
             failures=failures,
         )
+
+
+def complete_sweep(
+    sessions: sessionmaker[Session], *, batch_id: str, deleted: int, refusal: str | None = None
+) -> Completion:
+    """End a sync's sweep: ``deleted`` documents removed, or why it removed none.
+
+    A refusal is kept as the job's error, so the job ends partial and says why.
+    """
+    now = moment()
+    with transaction(sessions) as s:
+        live = lock_live_batch(s, batch_id, now)
+        if live is None or live[1].status != BatchStatus.running:
+            return Completion(counted=False)
+        job, _ = live
+        if not end_batch(s, batch_id, BatchStatus.succeeded, now=now):
+            return Completion(counted=False)
+        if refusal is not None:
+            apply(s, update(Job).where(Job.id == job.id).values(error=refusal))
+        add_to_job(s, job.id, now, documents_deleted=deleted, batches_done=1)
+        return Completion(counted=True, job_ended=finish_if_ended(s, job.id, now))
+
+
+def record_unchanged(sessions: sessionmaker[Session], *, job_id: str, count: int) -> None:
+    """Count documents skipped because the collection already holds them as they are."""
+    if count <= 0:
+        return
+    now = moment()
+    with transaction(sessions) as s:
+        _check_open(lock_job(s, job_id), root=True)
+        add_to_job(s, job_id, now, documents_total=count, documents_unchanged=count)
 
 
 def fail_batch(sessions: sessionmaker[Session], *, batch_id: str, error: str) -> bool:
@@ -416,21 +540,41 @@ def _close_job(
         if tenant is not None and job.tenant != tenant:
             # the same error as for a missing job: another tenant's ids are not revealed
             raise JobNotFoundError(f"no job {job_id}")
-        closed = apply(
-            s,
-            update(Job)
-            .where(Job.id == job_id, Job.status.in_(JOB_OPEN))
-            .values(status=status, error=error, finished_at=now, updated_at=now),
-        )
-        if not closed:
-            return False
-        queued = select(Batch.id).where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
-        apply(s, delete(BatchPayload).where(BatchPayload.batch_id.in_(queued)))
-        apply(
-            s,
-            update(Batch)
-            .where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
-            .values(status=BatchStatus.cancelled, finished_at=now),
-        )
-        log.info("job %s %s", job_id, status.value)
-        return True
+        return _end_job(s, job_id, status=status, error=error, now=now)
+
+
+def _end_job(
+    s: Session, job_id: str, *, status: JobStatus, error: str | None, now: datetime
+) -> bool:
+    """End an open job and cancel its queued batches; False if it had ended."""
+    closed = apply(
+        s,
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(JOB_OPEN))
+        .values(status=status, error=error, finished_at=now, updated_at=now),
+    )
+    if not closed:
+        return False
+    queued = select(Batch.id).where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
+    apply(s, delete(BatchPayload).where(BatchPayload.batch_id.in_(queued)))
+    apply(
+        s,
+        update(Batch)
+        .where(Batch.job_id == job_id, Batch.status == BatchStatus.queued)
+        .values(status=BatchStatus.cancelled, finished_at=now),
+    )
+    log.info("job %s %s", job_id, status.value)
+    return True
+
+
+def _stop_intake(s: Session, job: Job, *, reason: str, now: datetime) -> JobStatus:
+    """``stop_intake`` on a job whose row the transaction holds."""
+    if job.status in JOB_ENDED or job.sealed:
+        return job.status  # it ended, or got all of its input: nothing stopped short
+    if job.kind == JobKind.reindex.value:
+        # the alias stays on the live version, whole, rather than move to a partial one
+        _end_job(s, job.id, status=JobStatus.failed, error=reason, now=now)
+        return JobStatus.failed
+    apply(s, update(Job).where(Job.id == job.id).values(sealed=True, error=reason, updated_at=now))
+    log.info("job %s: %s", job.id, reason)
+    return finish_if_ended(s, job.id, now) or job.status

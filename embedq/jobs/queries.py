@@ -151,6 +151,17 @@ def queued_batches(
         return list(s.scalars(query))
 
 
+def unidentified_intake_failures(sessions: sessionmaker[Session], *, job_id: str) -> int:
+    """Lines of a job's input that failed before any id could be read from them."""
+    query = select(func.count()).where(
+        DocumentFailure.job_id == job_id,
+        DocumentFailure.batch_id.is_(None),
+        DocumentFailure.doc_id.is_(None),
+    )
+    with transaction(sessions, read_only=True) as s:
+        return int(s.scalar(query) or 0)
+
+
 def job_of(tenant: str | None, job_id: str) -> ColumnElement[bool]:
     """True when the job belongs to ``tenant``; always true without one."""
     if tenant is None:

@@ -49,6 +49,8 @@ class Claim:
     model: str
     options: dict[str, Any]
     lease_expires_at: datetime
+    # None for a batch of documents; "sweep" for a sync's removal of what its input lacks
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class JobView:
     updated_at: datetime
     finished_at: datetime | None
     open_batches: int
+    # skipped as already stored (ingest --skip-unchanged), and removed (delete, sync)
+    documents_unchanged: int = 0
+    documents_deleted: int = 0
     # whose job it is: the tenant of the API key that made it; None when made on the ledger
     tenant: str | None = None
     # share of the documents that have ended, done or failed (0.0 to 1.0)
@@ -89,10 +94,15 @@ class JobView:
     def ended(self) -> bool:
         return self.status in JOB_ENDED
 
+    @property
+    def documents_ended(self) -> int:
+        """Documents this job is through with: done, failed, or skipped as unchanged."""
+        return self.documents_done + self.documents_failed + self.documents_unchanged
+
     def _progress(self) -> float:
         if self.documents_total == 0:
             return 1.0 if self.ended else 0.0
-        return (self.documents_done + self.documents_failed) / self.documents_total
+        return self.documents_ended / self.documents_total
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class BatchView:
     sequence: int
     parent_id: str | None
     status: BatchStatus
+    role: str | None
     attempts: int
     documents: int
     lease_owner: str | None

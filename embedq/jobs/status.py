@@ -21,6 +21,7 @@ class JobKind(_Named):
     ingest = "ingest"
     reindex = "reindex"
     rerank = "rerank"
+    delete = "delete"
 
 
 class JobStatus(_Named):
@@ -52,10 +53,16 @@ BATCH_OPEN = frozenset({BatchStatus.queued, BatchStatus.running})
 BATCH_ENDED = frozenset(BatchStatus) - BATCH_OPEN
 
 
-def ending_status(*, documents_done: int, documents_failed: int) -> JobStatus:
-    """How a sealed job whose batches have all ended ends."""
-    if documents_failed == 0:
-        return JobStatus.succeeded
-    if documents_done == 0:
+def ending_status(
+    *, documents_done: int, documents_failed: int, intake_stopped: bool = False
+) -> JobStatus:
+    """How a sealed job whose batches have all ended ends.
+
+    A job whose intake stopped part-way never got all of its input: partial at best,
+    however well the documents it did get went, and failed when nothing was done.
+    """
+    if documents_done == 0 and (documents_failed or intake_stopped):
         return JobStatus.failed
+    if documents_failed == 0 and not intake_stopped:
+        return JobStatus.succeeded
     return JobStatus.partial

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Update
 
 from embedq.jobs.clock import moment
+from embedq.jobs.constants import SWEEP
 from embedq.jobs.errors import BatchNotFoundError, InvalidBatchError, JobNotFoundError
 from embedq.jobs.queries import open_batch_count
 from embedq.jobs.records import BatchRef, Completion, Documents, Failure
@@ -108,7 +109,14 @@ def insert_job(
 
 
 def insert_batches(
-    s: Session, job: Job, groups: list[Documents], *, parent_id: str | None, now: datetime
+    s: Session,
+    job: Job,
+    groups: list[Documents],
+    *,
+    parent_id: str | None,
+    now: datetime,
+    role: str | None = None,
+    republish_at: datetime | None = None,
 ) -> list[BatchRef]:
     # job.batches_total was read under the job's lock: the next sequence numbers are ours
     refs = [BatchRef(id=uuid4().hex, sequence=job.batches_total + i) for i in range(len(groups))]
@@ -120,8 +128,10 @@ def insert_batches(
                 sequence=ref.sequence,
                 parent_id=parent_id,
                 status=BatchStatus.queued,
+                role=role,
                 attempts=0,
                 documents=len(documents),
+                republish_at=republish_at,
                 created_at=now,
             )
         )
@@ -187,6 +197,7 @@ def complete_running_batch(
     documents_done: int,
     chunks_done: int = 0,
     tokens_done: int = 0,
+    documents_deleted: int = 0,
     failures: Sequence[Failure] = (),
     record: Callable[[Session, str], None] | None = None,
 ) -> Completion:
@@ -214,6 +225,7 @@ def complete_running_batch(
         documents_done=documents_done,
         chunks_done=chunks_done,
         tokens_done=tokens_done,
+        documents_deleted=documents_deleted,
         documents_failed=len(failures),
         batches_done=1,
     )
@@ -281,6 +293,25 @@ def record_failures(
     s.execute(insert(DocumentFailure), rows)
 
 
+def needs_sweep(s: Session, job: Job) -> bool:
+    """A sync whose documents have all landed, and whose sweep has not been added yet.
+
+    A sync whose intake stopped part-way (``job.error``) sweeps nothing: what its
+    input would have held is not known.
+    """
+    if job.kind != JobKind.ingest.value or not job.options.get("sync") or job.error:
+        return False
+    swept = select(Batch.id).where(Batch.job_id == job.id, Batch.role == SWEEP).exists()
+    return not s.scalar(select(swept))
+
+
+def insert_sweep(s: Session, job: Job, now: datetime) -> None:
+    """Queue the sync's sweep; due at once, so the next reaper round publishes it."""
+    insert_batches(s, job, [[]], parent_id=None, now=now, role=SWEEP, republish_at=now)
+    add_to_job(s, job.id, now, batches_total=1)
+    log.info("job %s: every document landed; its sweep is queued", job.id)
+
+
 def finish_if_ended(s: Session, job_id: str, now: datetime) -> JobStatus | None:
     """End a sealed job none of whose batches is open; the caller holds the job's lock."""
     job = s.scalars(
@@ -290,7 +321,16 @@ def finish_if_ended(s: Session, job_id: str, now: datetime) -> JobStatus | None:
         return None
     if job.kind == JobKind.reindex.value:
         return None  # ended by its finisher, once caught up and swapped (jobs.reindexing)
-    status = ending_status(documents_done=job.documents_done, documents_failed=job.documents_failed)
+    if needs_sweep(s, job):
+        insert_sweep(s, job, now)
+        return None  # ended by its sweep, the sync's last batch
+    # skipped documents are as good as done: the collection holds them as they are
+    status = ending_status(
+        documents_done=job.documents_done + job.documents_unchanged,
+        documents_failed=job.documents_failed,
+        # an open job has an error only when something of it is missing (ledger.stop_intake)
+        intake_stopped=job.error is not None,
+    )
     finished = apply(
         s,
         update(Job)

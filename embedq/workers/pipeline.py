@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -22,12 +22,15 @@ import torch
 
 from embedq import jobs
 from embedq.errors import PermanentError, RetryableError
+from embedq.faults import fault_point
+from embedq.jobs.fingerprint import content_hash, embedding_settings
 from embedq.models import EmbeddingResult
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
 from embedq.workers.qdrant_store import PointData
 from embedq.workers.reindex import finish_reindex, finish_reindex_of_collection
 from embedq.workers.rerank_batch import rerank_claim
+from embedq.workers.store import documents as stored
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,8 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
     lease = LeaseKeeper(context, claim.batch_id).start()
     if claim.kind == jobs.JobKind.rerank:  # results go to the ledger: no Qdrant, no writer
         return _rerank(context, claim, clock, lease, publish=publish)
+    if claim.kind == jobs.JobKind.delete or claim.role == jobs.SWEEP:  # removes, embeds nothing
+        return _remove(context, claim, clock, lease)
     try:
         embedded = _embed_or_split(context, claim, clock, publish=publish)
     except BaseException:
@@ -106,7 +111,7 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
         return write_batch(context, claim, embedded, clock, lease)
     # the upsert on the writer's thread; marking the batch done behind it, on another
     write = functools.partial(upsert_batch, context, claim, embedded, clock, lease)
-    finish = functools.partial(finish_batch, context, claim, embedded, clock, lease)
+    finish = functools.partial(finish_batch, context, claim, clock, lease)
     context.writer.submit(claim.batch_id, write, then=finish)
     return BatchOutcome(
         "writing", embedded.documents_done, len(embedded.failures), timings=clock.seconds
@@ -170,6 +175,68 @@ def _rerank(
     return outcome
 
 
+def _remove(
+    context: WorkerContext, claim: jobs.Claim, clock: StageClock, lease: LeaseKeeper
+) -> BatchOutcome:
+    """Run a delete job's batch of ids, or a sync's sweep; nothing is embedded."""
+    try:
+        with _released_on_retryable(context, claim.batch_id), clock.stage("remove"):
+            if claim.role == jobs.SWEEP:
+                deleted, refusal = sweep(context, claim)
+                completion = jobs.complete_sweep(
+                    context.sessions, batch_id=claim.batch_id, deleted=deleted, refusal=refusal
+                )
+            else:
+                ids, deleted = delete_claim(context, claim)
+                completion = jobs.complete_batch(
+                    context.sessions,
+                    batch_id=claim.batch_id,
+                    documents_done=ids,
+                    documents_deleted=deleted,
+                )
+    except PermanentError as error:
+        return _failed(context, claim, error, clock)
+    finally:
+        lease.stop()
+    after_batch(context, claim, completion)
+    outcome = BatchOutcome("succeeded", documents_done=deleted, timings=clock.seconds)
+    logger.info("batch %s: %d documents deleted (%s)", claim.batch_id, deleted, outcome.stages())
+    return outcome
+
+
+def delete_claim(context: WorkerContext, claim: jobs.Claim) -> tuple[int, int]:
+    """Remove the batch's documents; how many ids it held, and how many were stored."""
+    client, physical = context.store.client, physical_collection(claim)
+    ids = [str(document["id"]) for document in claim.documents]
+    present = stored.stored_hashes(client, physical, ids)
+    stored.delete_documents(client, physical, ids)
+    return len(ids), len(present)
+
+
+def sweep(context: WorkerContext, claim: jobs.Claim) -> tuple[int, str | None]:
+    """Remove what a sync's input did not hold; how many documents, or why none."""
+    client, physical = context.store.client, physical_collection(claim)
+    unreadable = jobs.unidentified_intake_failures(context.sessions, job_id=claim.job_id)
+    if unreadable:
+        return 0, (
+            f"the sync deleted nothing: {unreadable:,} line(s) of its input could not be read, "
+            "and any of them may have been a document the collection holds"
+        )
+    doomed = stored.not_in_sync(claim.job_id)
+    count = stored.count_documents(client, physical, doomed)
+    total = stored.count_documents(client, physical)
+    limit = float(claim.options.get("max_delete_share", 1.0))
+    if count and count > limit * total:
+        return 0, (
+            f"the sync deleted nothing: it would delete {count:,} of the collection's "
+            f"{total:,} documents ({count / total:.0%}), more than the {limit:.0%} allowed; "
+            "run it again with --force to delete them"
+        )
+    if count:
+        stored.delete_where(client, physical, doomed, f"sweep {count} documents")
+    return count, None
+
+
 def write_batch(
     context: WorkerContext,
     claim: jobs.Claim,
@@ -178,9 +245,8 @@ def write_batch(
     lease: LeaseKeeper,
 ) -> BatchOutcome:
     """Upsert the batch's points, then mark it done; the lease is kept until then."""
-    return finish_batch(
-        context, claim, summary, clock, lease, upsert_batch(context, claim, summary, clock, lease)
-    )
+    written = upsert_batch(context, claim, summary, clock, lease)
+    return finish_batch(context, claim, clock, lease, written)
 
 
 def upsert_batch(
@@ -189,32 +255,74 @@ def upsert_batch(
     summary: BatchSummary,
     clock: StageClock,
     lease: LeaseKeeper,
-) -> PermanentError | None:
-    """Write the batch's points to Qdrant; the error that fails the batch, if any."""
+) -> BatchSummary | PermanentError:
+    """Write the batch's points, then remove what is left of its documents' earlier
+    versions; the summary of what landed, or the error that fails the batch."""
     try:
-        with _released_on_retryable(context, claim.batch_id), clock.stage("upsert"):
-            context.store.upsert(physical_collection(claim), summary.points)
+        with _released_on_retryable(context, claim.batch_id):
+            with clock.stage("upsert"):
+                report = context.store.upsert(physical_collection(claim), summary.points)
+            with clock.stage("clean-up"):
+                landed = without_refused(summary, report.refused)
+                clean_up(context, claim, landed, refused=report.refused)
     except PermanentError as error:
         return error
     except BaseException:
         lease.stop()  # released (a passing failure) or left to run out: not ours any more
         raise
-    return None
+    return landed
+
+
+def clean_up(
+    context: WorkerContext, claim: jobs.Claim, landed: BatchSummary, *, refused: Mapping[str, str]
+) -> None:
+    """Each written document holds its new chunks and nothing else; a refused one, nothing.
+
+    A refused document's other chunks may have landed, beside an earlier version's:
+    half of one version and half of another would be neither, so all of it goes.
+    """
+    client, physical = context.store.client, physical_collection(claim)
+    fault_point("after-upsert")
+    stored.remove_stale(client, physical, chunks_per_document(landed.points))
+    stored.delete_documents(client, physical, list(refused))
+
+
+def chunks_per_document(points: Sequence[PointData]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for point in points:
+        counts[point.doc_id] = max(counts.get(point.doc_id, 0), point.chunk + 1)
+    return counts
+
+
+def without_refused(summary: BatchSummary, refused: Mapping[str, str]) -> BatchSummary:
+    """The summary with each document Qdrant refused moved from done to failed."""
+    if not refused:
+        return summary
+    points = [point for point in summary.points if point.doc_id not in refused]
+    lost = [point for point in summary.points if point.doc_id in refused]
+    failures = [jobs.Failure(doc_id=doc_id, reason=reason) for doc_id, reason in refused.items()]
+    return BatchSummary(
+        points,
+        summary.documents_done - len(refused),
+        summary.chunks_done - len(lost),
+        summary.tokens_done,  # embedded all the same
+        [*summary.failures, *failures],
+    )
 
 
 def finish_batch(
     context: WorkerContext,
     claim: jobs.Claim,
-    summary: BatchSummary,
     clock: StageClock,
     lease: LeaseKeeper,
-    error: PermanentError | None,
+    written: BatchSummary | PermanentError,
 ) -> BatchOutcome:
-    """Mark the written batch done (or failed, with ``error``) and take what follows."""
+    """Mark the written batch done (or failed, with an error) and take what follows."""
     try:
-        if error is not None:
-            outcome, completion = _failed(context, claim, error, clock), None
+        if isinstance(written, PermanentError):
+            outcome, completion = _failed(context, claim, written, clock), None
         else:
+            summary = written
             with clock.stage("complete"):
                 completion = jobs.complete_batch(
                     context.sessions,
@@ -308,7 +416,8 @@ def embed_claim(context: WorkerContext, claim: jobs.Claim) -> BatchSummary:
     embedder = context.embedder(claim.model, claim.options)
     documents = claim.documents
     results = embedder.embed([document["text"] for document in documents])
-    return summarise(documents, results, job_id=claim.job_id, model=claim.model)
+    settings = embedding_settings(claim.model, claim.options)
+    return summarise(documents, results, job_id=claim.job_id, model=claim.model, settings=settings)
 
 
 def summarise(
@@ -317,10 +426,17 @@ def summarise(
     *,
     job_id: str,
     model: str,
+    settings: list[Any] | None = None,
 ) -> BatchSummary:
+    """The points of the documents that embedded, and a failure for each that did not.
+
+    With ``settings`` (the job's embedding settings), each point carries its
+    document's content hash.
+    """
     points, failures = [], []
     chunks = tokens = 0
     for document, result in zip(documents, results, strict=True):
+        digest = None if settings is None else content_hash(document, settings)
         if not result.ok:
             failures.append(
                 jobs.Failure(doc_id=document["id"], line=None, reason=str(result.error))
@@ -342,6 +458,7 @@ def summarise(
                     sparse=chunk.sparse,
                     colbert=chunk.colbert,
                     document=document["text"] if index == 0 and text != document["text"] else None,
+                    content_hash=digest,
                 )
             )
             chunks += 1

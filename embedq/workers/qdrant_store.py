@@ -16,6 +16,7 @@ from embedq.workers.store.errors import (
     QdrantUnavailableError,
 )
 from embedq.workers.store.points import POINT_NAMESPACE, PointData, point_id
+from embedq.workers.store.refusals import UpsertReport
 from embedq.workers.store.shape import COLBERT, DENSE, SPARSE, CollectionShape
 from embedq.workers.store.store import (
     DEFAULT_HNSW_M,
@@ -39,6 +40,7 @@ __all__ = [
     "QdrantRejectedError",
     "QdrantStore",
     "QdrantUnavailableError",
+    "UpsertReport",
     "connect",
     "point_id",
 ]

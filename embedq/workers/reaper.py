@@ -1,10 +1,12 @@
-"""Re-publishing batches whose worker died, so they are taken over within a minute.
+"""Re-publishing batches whose worker died, so they are taken over within a minute, and
+ending jobs whose producer walked away.
 
 Every worker process runs one reaper thread. A batch whose lease ran out is
 published again, and so is a released batch no worker took again in time (the
 message meant to re-queue it was lost); whichever worker claims it first runs it
 (claims are guarded in the ledger, so several reapers publishing the same batch is
-harmless).
+harmless). An open job nothing was added to for ``abandon_after_seconds`` and never
+sealed (its producer was killed, or lost the API) is ended with what it got.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from embedq import jobs
 from embedq.workers.context import WorkerContext
+from embedq.workers.qdrant_store import QdrantStore
+from embedq.workers.reindex import finish_reindex_of_collection
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ class Reaper:
         for batch_id in stranded:
             logger.warning("released batch %s was not taken again: publishing it again", batch_id)
             self._publish(batch_id)
+        context = self._context
+        idle = context.settings.abandon_after_seconds
+        end_abandoned(sessions, context.store, self._publish, idle_seconds=idle)
         return expired + stranded
 
     def _loop(self) -> None:
@@ -61,3 +70,44 @@ class Reaper:
                 self.reap_once()
             except Exception:  # the ledger may be briefly unreachable; try again next round
                 logger.warning("reaper round failed", exc_info=True)
+
+
+def end_abandoned(
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    publish: Callable[[str], object],
+    *,
+    idle_seconds: float,
+) -> list[str]:
+    """End the jobs abandoned by their producers; returns their ids.
+
+    One that ends at once (no batch of it is open) gets what the end of its last batch
+    would have given it: its collection's index back, and a re-index of that collection
+    waiting for it may go on.
+    """
+    abandoned = jobs.end_abandoned_jobs(sessions, idle_seconds=idle_seconds)
+    for job_id in abandoned:
+        logger.warning("job %s was abandoned by its producer: ended with what it got", job_id)
+        try:
+            _wind_up(sessions, store, publish, job_id=job_id)
+        except Exception:  # the job has ended regardless; only its index stays deferred
+            logger.warning("could not wind up abandoned job %s", job_id, exc_info=True)
+    return abandoned
+
+
+def _wind_up(
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    publish: Callable[[str], object],
+    *,
+    job_id: str,
+) -> None:
+    view = jobs.get_job(sessions, job_id=job_id)
+    if view is None or not view.ended or view.kind != jobs.JobKind.ingest:
+        return  # its last batch's end does this (see pipeline.after_batch)
+
+    def publish_catch_up(batch_id: str) -> None:
+        publish(batch_id)
+
+    store.finish_bulk_load(str(view.options.get("physical_collection", view.collection)))
+    finish_reindex_of_collection(sessions, store, publish_catch_up, collection=view.collection)

@@ -9,101 +9,18 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 from FlagEmbedding import FlagReranker
-from qdrant_client import QdrantClient
 
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.api.remote import RemoteClient
-from embedq.settings import Settings
-from embedq.workers.qdrant_store import point_id
+from tests.e2e.processes import assert_every_document_once, start_worker, write_corpus
 
-LEASE_SECONDS = 6
 TAKEOVER_LIMIT_S = 60
-
-
-@pytest.fixture
-def environment(tmp_path, redis_url, postgres_schema_url, qdrant_url) -> Iterator[dict]:
-    queue = f"embedq.test.{uuid.uuid4().hex[:8]}"
-    env = {
-        "EMBEDQ_HOME": str(tmp_path / "home"),
-        "EMBEDQ_BROKER_URL": redis_url,
-        "EMBEDQ_DATABASE_URL": postgres_schema_url,
-        "EMBEDQ_QDRANT_URL": qdrant_url,
-        "EMBEDQ_QUEUE": queue,
-        "EMBEDQ_LEASE_SECONDS": str(LEASE_SECONDS),
-        "HF_HUB_OFFLINE": "1",
-    }
-    yield env
-    import redis
-
-    redis.Redis.from_url(redis_url).delete(queue)
-
-
-@pytest.fixture
-def client(environment, monkeypatch) -> Client:
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    client = Client(Settings())
-    client.migrate()
-    return client
-
-
-@pytest.fixture
-def workers(environment, tmp_path) -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def start_worker(environment: dict, log_path, started: list) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
-    process = subprocess.Popen(
-        [sys.executable, "-m", "embedq.api.cli", "worker", "--loglevel=INFO"],
-        env={**os.environ, **environment},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: SIGKILL reaches the pool child too
-    )
-    started.append(process)
-    return process
-
-
-@pytest.fixture
-def collection(qdrant_url) -> Iterator[str]:
-    name = f"e2e_{uuid.uuid4().hex[:8]}"
-    yield name
-    qdrant = QdrantClient(url=qdrant_url)
-    for alias in qdrant.get_aliases().aliases:
-        if alias.alias_name == name:
-            qdrant.delete_collection(alias.collection_name)  # its alias goes with it
-
-
-def write_corpus(path, texts: list[str]) -> list[str]:
-    ids = [f"doc-{i}" for i in range(len(texts))]
-    with path.open("w") as out:
-        for doc_id, text in zip(ids, texts, strict=True):
-            out.write(json.dumps({"id": doc_id, "text": text}) + "\n")
-    return ids
-
-
-def assert_every_document_once(qdrant_url: str, collection: str, ids: list[str]) -> None:
-    qdrant = QdrantClient(url=qdrant_url)
-    assert qdrant.count(collection, exact=True).count == len(ids)
-    records = qdrant.retrieve(collection, ids=[point_id(i, 0) for i in ids])
-    assert sorted(r.payload["doc_id"] for r in records) == sorted(ids)
 
 
 def test_a_worker_process_drains_an_ingestion(

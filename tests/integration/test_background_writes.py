@@ -17,7 +17,7 @@ import pytest
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import PointData, QdrantStore, connect
+from embedq.workers.qdrant_store import PointData, QdrantStore, UpsertReport, connect
 from embedq.workers.store.errors import QdrantUnavailableError
 
 SLOW_UPSERT_S = 0.3
@@ -26,17 +26,17 @@ SLOW_UPSERT_S = 0.3
 class SlowStore(QdrantStore):
     """The real store, with every upsert taking at least ``SLOW_UPSERT_S`` (a busy server)."""
 
-    def upsert(self, physical: str, points: Sequence[PointData]) -> int:
+    def upsert(self, physical: str, points: Sequence[PointData]) -> UpsertReport:
         started = time.monotonic()
-        requests = super().upsert(physical, points)
+        report = super().upsert(physical, points)
         time.sleep(max(0.0, SLOW_UPSERT_S - (time.monotonic() - started)))
-        return requests
+        return report
 
 
 class UnreachableStore(QdrantStore):
     """The real store, except that upserts go to a port where no Qdrant listens."""
 
-    def upsert(self, physical: str, points: Sequence[PointData]) -> int:
+    def upsert(self, physical: str, points: Sequence[PointData]) -> UpsertReport:
         return QdrantStore(connect(url="http://127.0.0.1:9", timeout=2)).upsert(physical, points)
 
 
@@ -99,7 +99,10 @@ def test_a_write_that_cannot_reach_qdrant_stops_the_ingest_and_leaves_no_batch_r
     with pytest.raises(QdrantUnavailableError, match="upsert"):
         client.ingest([path], collection=collection, model=model, batch_size=8)
 
+    # nothing else would run its batches (no broker): the job ends, saying why, none left open
     [job] = client.jobs()
     batches = jobs.list_batches(client.sessions, job_id=job.id)
-    assert batches and {b.status for b in batches} == {"queued"}  # released, ready for a retry
-    assert client.status(job.id).documents_done == 0
+    assert batches and not {b.status for b in batches} & {"queued", "running"}
+    view = client.status(job.id)
+    assert (view.status, view.documents_done) == ("failed", 0)
+    assert "QdrantUnavailableError" in (view.error or "")

@@ -401,3 +401,50 @@ def test_reindex_a_collection_the_tenant_built_and_only_that(api: Api):
             f"/v1/jobs/{reindex['id']}/{path}", json=payload, headers=api.as_("acme")
         )
         assert "reindex job" in is_problem(refused, 409)["detail"]
+
+
+# --- metadata no store could take ---------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def test_a_body_nested_too_deep_to_parse_is_a_4xx_problem_and_the_api_goes_on(api: Api):
+    body = (
+        '{"collection":"api_deep","model":"m",'
+        f'"documents":[{{"id":"deep","text":"t","metadata":{nested(3000)}}}]}}'
+    )
+    headers = {**api.as_("acme"), "content-type": "application/json"}
+    response = api.http.post("/v1/jobs", content=body, headers=headers)
+    assert response.status_code in (400, 422), response.text
+    is_problem(response, response.status_code)
+    assert jobs.list_jobs(api.client.sessions) == []
+    assert api.http.get("/healthz").status_code == 200
+    assert api.new_job(documents=1)["documents_total"] == 1
+
+
+def test_metadata_past_a_limit_fails_its_document_alone(api: Api):
+    job = api.new_job(documents=0)
+    documents = [
+        '{"id":"ok","text":"fine","metadata":{"n":9223372036854775807}}',
+        f'{{"id":"deep","text":"t","metadata":{nested(40)}}}',
+        '{"id":"huge","text":"t","metadata":{"a":{"b":1180591620717411303424}}}',
+        '{"id":"nan","text":"t","metadata":{"x":NaN}}',
+        '{"id":"surrogate","text":"t","metadata":{"k":"\\ud800"}}',
+    ]
+    body = '{"documents":[' + ",".join(documents) + "]}"
+    headers = {**api.as_("acme"), "content-type": "application/json"}
+    response = api.http.post(f"/v1/jobs/{job['id']}/batches", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert (response.json()["documents"], response.json()["rejected"]) == (5, 4)
+    failures = api.http.get(f"/v1/jobs/{job['id']}/failures", headers=api.as_("acme")).json()
+    reasons = sorted(f["reason"] for f in failures["failures"])
+    assert reasons == [
+        "document 2 of the request: metadata is nested 40 levels deep, more than the 32 allowed",
+        "document 3 of the request: metadata.a.b: integer 1180591620717411303424 is outside "
+        "the signed 64-bit range",
+        "document 4 of the request: metadata.x: nan is not a finite number",
+        "document 5 of the request: metadata.k: the string holds a lone surrogate at "
+        "character 0, not Unicode",
+    ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from embedq.workers.qdrant_store import (
     IncompatibleCollectionError,
     InvalidPointError,
     PointData,
+    QdrantRejectedError,
     QdrantStore,
     QdrantUnavailableError,
     connect,
@@ -30,6 +32,7 @@ from embedq.workers.store.points import (
     request_body,
     request_spans,
 )
+from embedq.workers.store.refusals import DocumentWriter
 
 # The test server may be older than the client allows without a warning; every call still works.
 pytestmark = pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")
@@ -193,7 +196,7 @@ def test_plain_collection_with_a_compatible_shape_is_used_as_is(
 
     assert store.ensure_collection(name, shape) == name
     assert store.resolve(name) == name
-    assert store.upsert(name, make_points(2, shape)) == 1
+    assert store.upsert(name, make_points(2, shape)).requests == 1
     assert store.count(name) == 2
 
 
@@ -239,8 +242,8 @@ def test_upsert_twice_keeps_one_point_per_chunk(store: QdrantStore, name: str) -
     physical = store.ensure_collection(name, SHAPE)
     points = make_points(6)
 
-    assert store.upsert(physical, points) == 1
-    assert store.upsert(physical, points) == 1
+    assert store.upsert(physical, points).requests == 1
+    assert store.upsert(physical, points).requests == 1
 
     assert store.count(physical) == 6
     [record] = store.client.retrieve(physical, ids=[point_id("doc-3", 1)], with_payload=True)
@@ -345,7 +348,7 @@ def test_batch_over_qdrants_request_limit_is_split(store: QdrantStore, name: str
     points = make_points(24, shape, colbert_rows=120)
     assert len(request_body(points)) > QDRANT_REST_LIMIT
 
-    requests = store.upsert(physical, points)
+    requests = store.upsert(physical, points).requests
 
     assert requests > 1
     assert store.count(physical) == 24
@@ -358,7 +361,7 @@ def test_a_point_over_the_limit_is_sent_alone(store: QdrantStore, name: str) -> 
     points[1] = replace(points[1], text="x" * 200_000)
 
     # [0] | [1] alone, over the limit | [2, 3]
-    assert small.upsert(physical, points) == 3
+    assert small.upsert(physical, points).requests == 3
     assert small.count(physical) == 4
 
 
@@ -385,29 +388,34 @@ def test_size_estimates_bound_the_json_sent() -> None:
     ],
     ids=["nan", "matrix-as-dense", "empty-colbert", "no-vectors", "negative-chunk"],
 )
-def test_bad_points_are_refused_before_anything_is_sent(
+def test_bad_points_are_refused_before_they_are_sent(
     store: QdrantStore, name: str, change: dict, error: str
 ) -> None:
     physical = store.ensure_collection(name, SHAPE)
     good, bad = make_points(2)
     bad = replace(bad, **change)
 
+    report = store.upsert(physical, [good, bad])
+
+    assert list(report.refused) == ["doc-1"]
+    assert re.search(error, report.refused["doc-1"])
+    assert report.requests == 1
+    assert store.count(physical) == 1
     with pytest.raises(InvalidPointError, match=error) as raised:
-        store.upsert(physical, [good, bad])
-
+        checked_size(bad)
     assert isinstance(raised.value, PermanentError)
-    assert store.count(physical) == 0
 
 
-def test_a_point_qdrant_refuses_is_a_permanent_error(store: QdrantStore, name: str) -> None:
+def test_a_point_qdrant_refuses_is_reported_with_its_reason(store: QdrantStore, name: str) -> None:
     physical = store.ensure_collection(name, SHAPE)
     [bad] = make_points(1)
     bad = replace(bad, dense=np.ones(5, dtype=np.float32))
 
-    with pytest.raises(InvalidPointError, match="refused to upsert 1 points") as raised:
-        store.upsert(physical, [bad])
+    report = store.upsert(physical, [bad])
 
-    assert isinstance(raised.value, PermanentError)
+    assert list(report.refused) == ["doc-0"]
+    assert "document 'doc-0' chunk 0: " in report.refused["doc-0"]
+    assert store.count(physical) == 0
 
 
 # -- bulk loading --------------------------------------------------------------------------------
@@ -496,3 +504,213 @@ def test_an_unreachable_server_is_a_retryable_error() -> None:
         store.upsert("anything", make_points(1))
     assert isinstance(raised.value, RetryableError)
     assert isinstance(raised.value.__cause__, Exception)
+
+
+# -- refusing documents, not batches -------------------------------------------------------------
+
+
+class RecordingStore(QdrantStore):
+    """The real store, keeping the document ids of every request it sends."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        super().__init__(client)
+        self.sent: list[list[str]] = []
+
+    def _send(self, physical: str, batch: Sequence[PointData]) -> None:
+        self.sent.append([point.doc_id for point in batch])
+        super()._send(physical, batch)
+
+
+def stored_ids(store: QdrantStore, physical: str, points: Sequence[PointData]) -> set[str]:
+    ids = [point_id(point.doc_id, point.chunk) for point in points]
+    return {str(record.id) for record in store.client.retrieve(physical, ids=ids)}
+
+
+def with_wrong_dense(points: list[PointData], *indices: int) -> list[PointData]:
+    for index in indices:
+        points[index] = replace(points[index], dense=np.ones(4, dtype=np.float32))
+    return points
+
+
+def test_a_point_qdrant_refuses_fails_only_its_document(
+    server_store: QdrantStore, server_name: str
+) -> None:
+    physical = server_store.ensure_collection(server_name, SHAPE)
+    points = with_wrong_dense(make_points(40), 7)
+
+    report = server_store.upsert(physical, points)
+
+    assert report.refused == {
+        "doc-7": "Qdrant refused document 'doc-7' chunk 1: "
+        "Wrong input: Vector dimension error: expected dim: 8, got 4"
+    }
+    assert server_store.count(physical) == 39
+    assert stored_ids(server_store, physical, points[7:8]) == set()
+
+
+def test_a_vector_of_the_wrong_size_fails_only_its_document(store: QdrantStore, name: str) -> None:
+    physical = store.ensure_collection(name, SHAPE)
+
+    report = store.upsert(physical, with_wrong_dense(make_points(40), 7))
+
+    assert list(report.refused) == ["doc-7"]
+    assert re.search(r"\b8\b.*\b4\b|\b4\b.*\b8\b", report.refused["doc-7"])
+    assert store.count(physical) == 39
+
+
+def test_two_refused_points_fail_their_two_documents(
+    server_store: QdrantStore, server_name: str
+) -> None:
+    physical = server_store.ensure_collection(server_name, SHAPE)
+    points = with_wrong_dense(make_points(40), 3)
+    points[30] = replace(points[30], colbert=np.ones((2, 3), dtype=np.float32))
+
+    report = server_store.upsert(physical, points)
+
+    assert sorted(report.refused) == ["doc-3", "doc-30"]
+    assert "expected dim: 8, got 4" in report.refused["doc-3"]
+    assert "expected dim: 4, got 3" in report.refused["doc-30"]
+    assert server_store.count(physical) == 38
+
+
+def chunked_document(doc_id: str, chunks: int) -> list[PointData]:
+    [point] = make_points(1)
+    return [replace(point, doc_id=doc_id, chunk=chunk) for chunk in range(chunks)]
+
+
+def test_a_refused_chunk_fails_its_whole_document_and_no_more_of_it_is_sent(
+    request: pytest.FixtureRequest, server_name: str
+) -> None:
+    store = RecordingStore(connect(url=request.getfixturevalue("qdrant_url")))
+    physical = store.ensure_collection(server_name, SHAPE)
+    others = make_points(10)
+    long = chunked_document("long", 3)
+    long[1] = replace(long[1], dense=np.ones(4, dtype=np.float32))
+
+    report = store.upsert(physical, others[:4] + long + others[4:])
+
+    assert report.refused == {
+        "long": "Qdrant refused document 'long' (chunks 0 to 2): "
+        "Wrong input: Vector dimension error: expected dim: 8, got 4"
+    }
+    assert len(stored_ids(store, physical, others)) == 10
+    holding = [index for index, sent in enumerate(store.sent) if "long" in sent]
+    assert store.sent[holding[-1]] == ["long"] * 3  # refused alone, then never sent again
+    assert report.requests == len(store.sent)
+    store.client.close()
+
+
+def test_a_chunk_that_fails_the_checks_keeps_its_whole_document_back(
+    store: QdrantStore, name: str
+) -> None:
+    physical = store.ensure_collection(name, SHAPE)
+    others = make_points(4)
+    long = chunked_document("long", 3)
+    long[1] = replace(long[1], dense=np.full(8, np.nan, dtype=np.float32))
+
+    report = store.upsert(physical, others + long)
+
+    assert report.refused == {"long": "document 'long' chunk 1: dense holds NaN or infinite values"}
+    assert report.requests == 1
+    assert store.count(physical) == 4  # no chunk of "long" was sent
+
+
+def test_a_payload_int_beyond_64_bits_fails_only_its_document(
+    store: QdrantStore, name: str
+) -> None:
+    physical = store.ensure_collection(name, SHAPE)
+    points = make_points(5)
+    points[2] = replace(points[2], metadata={"big": 2**70})
+
+    report = store.upsert(physical, points)
+
+    assert list(report.refused) == ["doc-2"]
+    assert "document 'doc-2' chunk 0" in report.refused["doc-2"]
+    assert "Integer exceeds 64-bit range" in report.refused["doc-2"]
+    assert report.requests == 1
+    assert store.count(physical) == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"metadata": {"big": -(2**70)}}, "64-bit range"),
+        ({"text": "half a pair \ud800"}, "surrogates"),
+        ({"metadata": {(1, 2): "tuple key"}}, "key"),
+        ({"sparse": {7: 1.0, "7": 0.5}}, "unique"),
+        ({"sparse": {"seven": 1.0}}, "not numbers"),
+        ({"dense": np.array(["a"] * 8, dtype=object)}, "not numbers"),
+    ],
+    ids=["negative-int", "lone-surrogate", "tuple-key", "duplicate-token", "str-token", "objects"],
+)
+def test_what_cannot_be_encoded_is_an_invalid_point_naming_it(change: dict, error: str) -> None:
+    [point] = make_points(1)
+    point = replace(point, **change)
+
+    with pytest.raises(InvalidPointError, match=error) as raised:
+        checked_size(point)
+
+    assert "document 'doc-0' chunk 0" in str(raised.value)
+
+
+def test_the_rest_body_refuses_a_payload_it_cannot_encode_naming_the_point() -> None:
+    points = make_points(3)
+    points[1] = replace(points[1], metadata={"big": 2**70})
+
+    with pytest.raises(InvalidPointError, match=r"document 'doc-1' chunk 1: .*64-bit range"):
+        request_body(points)
+
+
+def test_one_refused_point_in_256_costs_about_two_requests_per_halving(
+    server_store: QdrantStore, server_name: str
+) -> None:
+    physical = server_store.ensure_collection(server_name, SHAPE)
+    points = with_wrong_dense(make_points(256), 137)
+
+    report = server_store.upsert(physical, points)
+
+    assert list(report.refused) == ["doc-137"]
+    assert report.requests <= 2 * 8 + 2  # the whole, then both halves at each of 8 levels
+    assert server_store.count(physical) == 255
+
+
+def test_a_missing_collection_fails_the_batch_rather_than_each_document(
+    store: QdrantStore, name: str
+) -> None:
+    with pytest.raises(QdrantRejectedError) as raised:
+        store.upsert(f"{name}__missing", make_points(4))
+    assert not isinstance(raised.value, RetryableError)
+
+
+def test_a_retryable_failure_still_fails_the_whole_upsert() -> None:
+    client = QdrantClient(url="http://127.0.0.1:9", timeout=2, check_compatibility=False)
+    points = with_wrong_dense(make_points(3), 1)
+    points[2] = replace(points[2], metadata={"big": 2**70})
+
+    with pytest.raises(QdrantUnavailableError):
+        QdrantStore(client).upsert("anything", points)
+
+
+def test_a_retryable_failure_while_bisecting_propagates() -> None:
+    calls: list[list[str]] = []
+
+    def send(points: list[PointData]) -> None:
+        calls.append([point.doc_id for point in points])
+        if len(calls) == 1:
+            raise InvalidPointError("Qdrant refused to upsert: Wrong input")
+        raise QdrantUnavailableError("Qdrant failed to upsert: timed out")
+
+    writer = DocumentWriter(send=send, blames_points=lambda error: True, refused={})
+    with pytest.raises(QdrantUnavailableError, match="timed out"):
+        writer.write(make_points(4))
+    assert calls == [["doc-0", "doc-1", "doc-2", "doc-3"], ["doc-0", "doc-1"]]
+
+
+def test_a_refusal_that_does_not_blame_the_points_is_raised_as_it_is() -> None:
+    def send(points: list[PointData]) -> None:
+        raise QdrantRejectedError("Qdrant refused to upsert: forbidden")
+
+    writer = DocumentWriter(send=send, blames_points=lambda error: False, refused={})
+    with pytest.raises(QdrantRejectedError, match="forbidden"):
+        writer.write(make_points(4))
+    assert writer.requests == 1

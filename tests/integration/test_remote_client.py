@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from qdrant_client import models as qm
 
 from embedq import jobs
 from embedq.api import cli
@@ -316,3 +317,89 @@ def test_the_command_line_reranks_and_writes_results_through_the_api(
     assert code == 0 and len(lines) == 12
     local = [dataclasses.asdict(r) for r in served.local.results(job_id)]
     assert lines == local
+
+
+# --- skipping unchanged documents, syncing and deleting through the API -----------------
+
+
+def drain_here(served: Served) -> None:
+    """Run every queued batch (a sync's sweep included) as a worker would."""
+    local = served.local
+    context = WorkerContext(settings=local.settings, sessions=local.sessions, store=local.store)
+    while batch_ids := jobs.queued_batches(local.sessions):
+        for batch_id in batch_ids:
+            process_batch(context, batch_id, publish=lambda _: None)
+
+
+def stored_doc_ids(served: Served, collection: str) -> list[str]:
+    store = served.local.store
+    records, _ = store.client.scroll(
+        store.resolve(collection) or collection,
+        scroll_filter=qm.Filter(
+            must=[qm.FieldCondition(key="chunk", match=qm.MatchValue(value=0))]
+        ),
+        limit=1000,
+        with_payload=["doc_id"],
+    )
+    return sorted(str((r.payload or {})["doc_id"]) for r in records)
+
+
+def numbered(path, count: int):
+    path.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(count))
+    )
+    return path
+
+
+def test_skip_unchanged_sync_and_delete_through_the_api(served: Served, tmp_path):
+    remote = served.remote()
+    collection = f"remote_{uuid.uuid4().hex[:8]}"
+    options = {"collection": collection, "model": served.model}
+    first = remote.ingest([numbered(tmp_path / "a.jsonl", 10)], **options)
+    drain_here(served)
+    assert remote.status(first).status == "succeeded"
+
+    again = remote.status(remote.ingest([tmp_path / "a.jsonl"], skip_unchanged=True, **options))
+    assert (again.status, again.documents_unchanged, again.batches_total) == ("succeeded", 10, 0)
+
+    synced = remote.ingest([numbered(tmp_path / "b.jsonl", 8)], sync=True, force=True, **options)
+    drain_here(served)
+    view = remote.status(synced)
+    assert (view.status, view.documents_unchanged, view.documents_deleted) == ("succeeded", 8, 2)
+    assert stored_doc_ids(served, collection) == [f"d{i}" for i in range(8)]
+
+    by_ids = remote.delete(collection, ids=["d0", "absent"])
+    (tmp_path / "ids.txt").write_text('d1\n{"id": "d2"}\n')
+    by_file = remote.delete(collection, files=[tmp_path / "ids.txt"])
+    drain_here(served)
+    assert [
+        (v.kind, v.status, v.documents_done, v.documents_deleted)
+        for v in map(remote.status, (by_ids, by_file))
+    ] == [
+        ("delete", "succeeded", 2, 1),
+        ("delete", "succeeded", 2, 2),
+    ]
+    assert stored_doc_ids(served, collection) == [f"d{i}" for i in range(3, 8)]
+
+
+def test_another_tenant_can_neither_delete_from_nor_sync_a_collection(served: Served, tmp_path):
+    remote = served.remote()
+    collection = f"remote_{uuid.uuid4().hex[:8]}"
+    remote.ingest([numbered(tmp_path / "a.jsonl", 3)], collection=collection, model=served.model)
+    drain_here(served)
+    other = RemoteClient(served.url, served.local.create_api_key(tenant="globex").secret)
+    with pytest.raises(KeyError, match="no collection"):
+        other.delete(collection, ids=["d0"])
+    with pytest.raises(KeyError, match="no collection"):
+        other.ingest([tmp_path / "a.jsonl"], collection=collection, model=served.model, sync=True)
+    assert stored_doc_ids(served, collection) == ["d0", "d1", "d2"]
+
+
+def test_deleting_from_a_collection_that_does_not_exist_is_a_404(served: Served):
+    response = httpx.post(
+        f"{served.url}/v1/deletions",
+        json={"collection": "never_made", "ids": ["x"]},
+        headers={"Authorization": f"Bearer {served.key}"},
+    )
+    assert response.status_code == 404, response.text
+    assert "never_made" in response.json()["detail"]

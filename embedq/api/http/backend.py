@@ -16,6 +16,7 @@ from typing import TypeVar
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.settings import Settings
+from embedq.workers.reaper import end_abandoned
 
 T = TypeVar("T")
 
@@ -36,6 +37,16 @@ class Backend:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+    def end_abandoned_jobs(self) -> list[str]:
+        """End the jobs whose producers walked away, as a worker's reaper does."""
+        client = self.client
+        return end_abandoned(
+            client.sessions,
+            client.store,
+            client.reindex_queue.publish,
+            idle_seconds=self.settings.abandon_after_seconds,
+        )
 
     # --- readiness: each answers None when fine, else what is wrong ---------------------
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from embedq.api.deletion import UnknownCollectionError
 from embedq.errors import PermanentError, RetryableError
 from embedq.jobs.errors import JobClosedError, JobNotFoundError
 from embedq.workers.qdrant_store import IncompatibleCollectionError
@@ -95,7 +96,7 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _permanent(request: Request, error: Exception) -> JSONResponse:
-    if isinstance(error, JobNotFoundError):
+    if isinstance(error, JobNotFoundError | UnknownCollectionError):
         return problem_response(404, "Not Found", str(error))
     if isinstance(error, JobClosedError | IncompatibleCollectionError):
         return problem_response(409, "Conflict", str(error))

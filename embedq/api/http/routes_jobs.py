@@ -18,6 +18,7 @@ from embedq import jobs
 from embedq.api import producer, rerank_producer
 from embedq.api.http.auth import Caller, caller
 from embedq.api.http.backend import Backend
+from embedq.api.http.ownership import check_collection_owner
 from embedq.api.http.problems import ApiProblem, not_found
 from embedq.api.http.schemas import (
     COLLECTION_PATTERN,
@@ -31,6 +32,7 @@ from embedq.api.http.schemas import (
     JobPage,
     Problem,
     RejectedIn,
+    SealIn,
     failure_out,
 )
 from embedq.api.http.views import etag_of, job_out
@@ -65,6 +67,8 @@ def backend_of(request: Request) -> Backend:
 async def create_job(body: JobIn, request: Request, response: Response, who: Who) -> JobOut:
     """Create an ingestion job, with a first batch of documents if given; ``seal`` ends intake."""
     backend = backend_of(request)
+    if body.sync and who.tenant is not None:  # a sync deletes: only in the tenant's own
+        await backend.run(_check_sync_owner, backend, body.collection, who.tenant)
     if body.documents:
         await refuse_when_full(backend)
     settings = backend.settings
@@ -76,6 +80,9 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
         max_length=body.max_length or settings.max_length,
         long_text=body.long_text or settings.long_text,
         batch_size=body.batch_size or settings.batch_size,
+        skip_unchanged=body.skip_unchanged or body.sync,
+        sync=body.sync,
+        max_delete_share=1.0 if body.force else settings.sync_max_delete_share,
     )
     client = backend.client
     opened = await backend.run(
@@ -83,7 +90,7 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
     )
     if body.documents:
         outcomes = _outcomes(body.documents)
-        await backend.run(_append, backend, opened.job_id, outcomes, ingest.batch_size)
+        await backend.run(_append, backend, opened, outcomes, ingest.batch_size)
     if body.seal:
         await backend.run(_seal, backend, opened)
     response.headers["Location"] = f"/v1/jobs/{opened.job_id}"
@@ -103,23 +110,29 @@ async def append_batch(job_id: JobId, body: BatchIn, request: Request, who: Who)
     await refuse_when_full(backend)
     batch_size = int(view.options.get("batch_size") or backend.settings.batch_size)
     outcomes = [*_outcomes(body.documents), *recorded_rejections(body.rejected)]
-    batches, rejected = await backend.run(_append, backend, job_id, outcomes, batch_size)
+    batches, rejected = await backend.run(_append, backend, _opened(view), outcomes, batch_size)
     return BatchesOut(
         job_id=job_id, documents=len(body.documents), rejected=rejected, batches=batches
     )
 
 
 @router.post("/jobs/{job_id}/seal", response_model=JobOut, responses=PROBLEMS)
-async def seal_job(job_id: JobId, request: Request, who: Who) -> JobOut:
-    """No more batches: the job ends once those it has are done."""
+async def seal_job(job_id: JobId, request: Request, who: Who, body: SealIn | None = None) -> JobOut:
+    """No more batches: the job ends once those it has are done.
+
+    With ``intake_error``, the producer stopped part-way (that is why): the job ends
+    partial at best, failed if nothing was done, and keeps the reason as its error.
+    """
     backend = backend_of(request)
     view = await visible_job(backend, job_id, who)
-    if view.kind == jobs.JobKind.rerank:
+    if view.kind not in (jobs.JobKind.rerank, jobs.JobKind.delete):
+        _only_ingestion(view)
+    if body is not None and body.intake_error is not None:
+        await backend.run(_stop_intake, backend, view, body.intake_error)
+    elif view.kind == jobs.JobKind.rerank:
         await backend.run(seal_rerank_job, backend, job_id)
-        return await job_response(backend, job_id, who)
-    _only_ingestion(view)
-    physical = str(view.options.get("physical_collection", view.collection))
-    await backend.run(_seal, backend, producer.OpenedJob(job_id, physical, view.collection))
+    else:
+        await backend.run(_seal, backend, _opened(view))
     return await job_response(backend, job_id, who)
 
 
@@ -281,16 +294,18 @@ async def refuse_when_full(backend: Backend) -> None:
 
 
 def _append(
-    backend: Backend, job_id: str, outcomes: list[Document | Rejected], batch_size: int
+    backend: Backend, job: producer.OpenedJob, outcomes: list[Document | Rejected], batch_size: int
 ) -> tuple[int, int]:
-    """Record and publish the documents; returns (batches, documents rejected)."""
+    """Record and publish the documents (less the unchanged ones, for a job that skips
+    them); returns (batches, documents rejected)."""
     batches = producer.add_documents(
-        job_id,
+        job.job_id,
         outcomes,
         sessions=backend.client.sessions,
         queue=backend.client.queue,
         batch_size=batch_size,
         high_water_mark=None,  # checked before the request was taken
+        screen=job.screen(backend.client.store),
     )
     return batches, sum(isinstance(outcome, Rejected) for outcome in outcomes)
 
@@ -319,6 +334,26 @@ def seal_rerank_job(backend: Backend, job_id: str) -> None:
 def _seal(backend: Backend, opened: producer.OpenedJob) -> None:
     client = backend.client
     producer.seal(opened, sessions=client.sessions, store=client.store, queue=client.queue)
+
+
+def _stop_intake(backend: Backend, view: jobs.JobView, reason: str) -> None:
+    client = backend.client
+    if view.kind == jobs.JobKind.rerank:
+        jobs.stop_intake(client.sessions, job_id=view.id, reason=reason)
+        return
+    opened = _opened(view)
+    producer.stop(opened, reason, sessions=client.sessions, store=client.store, queue=client.queue)
+
+
+def _opened(view: jobs.JobView) -> producer.OpenedJob:
+    physical = str(view.options.get("physical_collection", view.collection))
+    return producer.OpenedJob(view.id, physical, view.collection, view.model, view.options)
+
+
+def _check_sync_owner(backend: Backend, collection: str, tenant: str) -> None:
+    """A sync may delete only from a collection of the tenant's own (or a new one)."""
+    if backend.client.store.resolve(collection) is not None:
+        check_collection_owner(backend, collection, tenant)
 
 
 def _tags(header: str | None) -> set[str]:

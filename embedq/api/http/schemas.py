@@ -62,6 +62,12 @@ class JobIn(EmbeddingIn):
     batch_size: Annotated[int, Field(ge=1, le=MAX_DOCUMENTS_PER_BATCH)] | None = None
     documents: Documents = Field(default_factory=list)
     seal: bool = False
+    # skip documents the collection holds exactly as they would be written
+    skip_unchanged: bool = False
+    # that, and once every document has landed, delete the collection's documents this
+    # job was not given; ``force``: even more than EMBEDQ_SYNC_MAX_DELETE_SHARE of them
+    sync: bool = False
+    force: bool = False
 
 
 class RejectedIn(BaseModel):
@@ -89,6 +95,16 @@ class BatchIn(BaseModel):
         if not self.documents and not self.rejected:
             raise ValueError("a batch needs documents (or rejected lines to record)")
         return self
+
+
+class SealIn(BaseModel):
+    """Sealing a job; with ``intake_error``, its producer stopped part-way and says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intake_error: (
+        Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)] | None
+    ) = None
 
 
 class BatchesOut(BaseModel):
@@ -122,6 +138,8 @@ class JobOut(BaseModel):
     documents_total: int
     documents_done: int
     documents_failed: int
+    documents_unchanged: int
+    documents_deleted: int
     chunks_done: int
     tokens_done: int
     batches_total: int

@@ -16,6 +16,8 @@ ETAG_FIELDS = (
     "documents_total",
     "documents_done",
     "documents_failed",
+    "documents_unchanged",
+    "documents_deleted",
     "batches_total",
     "batches_done",
     "batches_failed",
@@ -37,7 +39,7 @@ def rate(view: jobs.JobView, now: datetime) -> float | None:
     if view.started_at is None:
         return None
     seconds = ((view.finished_at or now) - view.started_at).total_seconds()
-    ended = view.documents_done + view.documents_failed
+    ended = view.documents_ended
     return round(ended / seconds, 3) if seconds > 0 and ended else None
 
 
@@ -47,7 +49,7 @@ def eta_seconds(view: jobs.JobView, docs_per_second: float | None) -> float | No
         return 0.0
     if not docs_per_second:
         return None
-    left = view.documents_total - view.documents_done - view.documents_failed
+    left = view.documents_total - view.documents_ended
     return round(max(left, 0) / docs_per_second, 1)
 
 
@@ -65,6 +67,8 @@ def job_out(view: jobs.JobView, first_errors: Sequence[jobs.FailureView], now: d
         documents_total=view.documents_total,
         documents_done=view.documents_done,
         documents_failed=view.documents_failed,
+        documents_unchanged=view.documents_unchanged,
+        documents_deleted=view.documents_deleted,
         chunks_done=view.chunks_done,
         tokens_done=view.tokens_done,
         batches_total=view.batches_total,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.api_client import ApiClient
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedq.errors import InvalidSettingError
+from embedq.workers.store.documents import ensure_payload_indexes
 from embedq.workers.store.errors import (
     IncompatibleCollectionError,
     InvalidPointError,
@@ -20,10 +23,15 @@ from embedq.workers.store.errors import (
 )
 from embedq.workers.store.points import (
     PointData,
-    checked_size,
     point_struct,
     request_body,
     request_spans,
+)
+from embedq.workers.store.refusals import (
+    POINT_REFUSAL_STATUSES,
+    DocumentWriter,
+    UpsertReport,
+    checked_points,
 )
 from embedq.workers.store.shape import (
     DENSE,
@@ -72,6 +80,7 @@ class QdrantStore:
         physical = self.resolve(name)
         if physical is not None:
             self._check_shape(name, physical, shape)
+            self._ensure_indexes(physical)  # a collection made before they were
             return physical
         physical = _versioned(name, 1)
         self._create_or_adopt(physical, shape)
@@ -159,24 +168,43 @@ class QdrantStore:
         """Build the dense HNSW graph again, with the configured m."""
         self._set_dense_m(physical, self.hnsw_m)
 
-    def upsert(self, physical: str, points: Sequence[PointData]) -> int:
-        """Write ``points``, overwriting those with the same ids; returns the requests sent.
+    def upsert(self, physical: str, points: Sequence[PointData]) -> UpsertReport:
+        """Write ``points``, overwriting those with the same ids; reports the requests sent
+        and the documents not stored.
 
-        Every point is checked before anything is sent. Requests stay under
-        ``max_request_bytes`` by estimate (a larger single point goes alone), and each
-        returns only once its points are durable.
+        A document is refused as a whole, and the others written, when one of its points
+        fails the checks (then none of them is sent) or Qdrant refuses it (found by sending
+        halves of the request again; its points Qdrant took before refusing stay). Requests
+        stay under ``max_request_bytes`` by estimate (a larger single point goes alone), and
+        each returns only once its points are durable. Raises only what fails every point:
+        QdrantUnavailableError, or QdrantRejectedError for a refused request (no collection).
         """
-        sizes = [checked_size(point) for point in points]
-        requests = 0
+        # Local mode takes a vector of the wrong size in part, breaking its collection.
+        shape = self.shape_of(physical) if self._rest is None else None
+        kept, sizes, refused = checked_points(points, shape)
+        writer = DocumentWriter(
+            send=functools.partial(self._send, physical),
+            blames_points=functools.partial(self._blames_points, physical),
+            refused=refused,
+        )
         for start, stop in request_spans(sizes, self.max_request_bytes):
-            batch = points[start:stop]
-            with translated(f"upsert {len(batch)} points into {physical!r}", InvalidPointError):
-                if self._rest is None:
-                    self.client.upsert(physical, points=[point_struct(p) for p in batch], wait=True)
-                else:
-                    _rest_upsert(self._rest, physical, request_body(batch))
-            requests += 1
-        return requests
+            writer.write(kept[start:stop])
+        return writer.report()
+
+    def _send(self, physical: str, batch: Sequence[PointData]) -> None:
+        with translated(f"upsert {len(batch)} points into {physical!r}", InvalidPointError):
+            if self._rest is None:
+                self.client.upsert(physical, points=[point_struct(p) for p in batch], wait=True)
+            else:
+                _rest_upsert(self._rest, physical, request_body(batch))
+
+    def _blames_points(self, physical: str, error: QdrantRejectedError) -> bool:
+        """Whether Qdrant refused points the request held, not the request itself."""
+        cause = error.__cause__
+        if isinstance(cause, UnexpectedResponse):
+            return cause.status_code in POINT_REFUSAL_STATUSES
+        # Local mode refuses a bad point and a missing collection alike, with ValueError.
+        return self.resolve(physical) is not None
 
     def _alias_target(self, name: str) -> str | None:
         # Qdrant has no "get one alias" call; the list is small (one alias per user collection).
@@ -208,6 +236,11 @@ class QdrantStore:
                 vectors_config=vectors_config(shape, self.hnsw_m),
                 sparse_vectors_config=sparse_vectors_config(shape),
             )
+        self._ensure_indexes(physical)
+
+    def _ensure_indexes(self, physical: str) -> None:
+        if self._rest is not None:  # local mode keeps no payload index (it scans)
+            ensure_payload_indexes(self.client, physical)
 
     def _set_dense_m(self, physical: str, m: int) -> None:
         # Read first so repeated calls send nothing. Local mode has no index: it accepts the

@@ -1,0 +1,41 @@
+"""Jobs count documents skipped as unchanged and documents deleted; batches have a role.
+
+``documents_unchanged``: an ingest with ``--skip-unchanged`` found them stored as they
+are. ``documents_deleted``: a delete job, or a sync's sweep, removed them. A batch's
+``role`` is null for documents and ``sweep`` for a sync's removal of what its input
+no longer holds.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COUNTERS = ("documents_unchanged", "documents_deleted")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as jobs:
+        for name in COUNTERS:
+            jobs.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
+    with op.batch_alter_table("batches") as batches:
+        batches.add_column(sa.Column("role", sa.String(16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("batches") as batches:
+        batches.drop_column("role")
+    with op.batch_alter_table("jobs") as jobs:
+        for name in COUNTERS:
+            jobs.drop_column(name)
