@@ -26,16 +26,14 @@ COUNTERS = ("documents_unchanged", "documents_deleted")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as jobs:
-        for name in COUNTERS:
-            jobs.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
-    with op.batch_alter_table("batches") as batches:
-        batches.add_column(sa.Column("role", sa.String(16), nullable=True))
+    for name in COUNTERS:
+        op.add_column("jobs", sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
+    op.add_column("batches", sa.Column("role", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("batches") as batches:
-        batches.drop_column("role")
-    with op.batch_alter_table("jobs") as jobs:
-        for name in COUNTERS:
-            jobs.drop_column(name)
+    # plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): batch mode would copy and drop the
+    # table, and dropping jobs cascades to every batch on SQLite
+    op.drop_column("batches", "role")
+    for name in COUNTERS:
+        op.drop_column("jobs", name)
