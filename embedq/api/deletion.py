@@ -115,6 +115,7 @@ def open_delete(
 ) -> OpenedJob:
     """Record a pending delete job on the version the collection's alias points at now."""
     with reindexing.collection_guard(sessions, collection) as guard:
+        guard.refuse_while_reindexed(collection, "delete from it")
         physical = store.resolve(collection)
         if physical is None:
             raise UnknownCollectionError(f"there is no collection {collection!r}")

@@ -124,6 +124,8 @@ def open_job(
     )
     # under the collection's guard, so a re-index cannot move the alias in between
     with reindexing.collection_guard(sessions, request.collection) as guard:
+        if request.sync:
+            guard.refuse_while_reindexed(request.collection, "sync it")
         physical = store.ensure_collection(request.collection, shape)
         options = _job_options(request, outputs, physical)
         job_id = guard.create_job(

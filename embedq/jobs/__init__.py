@@ -12,6 +12,7 @@ from embedq.jobs.db import (
 )
 from embedq.jobs.errors import (
     BatchNotFoundError,
+    CollectionBusyError,
     InvalidApiKeyError,
     InvalidBatchError,
     JobClosedError,
@@ -87,6 +88,7 @@ __all__ = [
     "BatchStatus",
     "BatchView",
     "Claim",
+    "CollectionBusyError",
     "Completion",
     "Failure",
     "FailureView",

@@ -31,3 +31,7 @@ class InvalidBatchError(PermanentError, ValueError):
 
 class InvalidApiKeyError(PermanentError, ValueError):
     """An API key's tenant or name is not one the ledger accepts."""
+
+
+class CollectionBusyError(PermanentError):
+    """The collection is being re-indexed: a removal now would come back with the new version."""

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs.clock import moment
 from embedq.jobs.db import transaction
+from embedq.jobs.errors import CollectionBusyError
 from embedq.jobs.queries import job_view, open_batch_count
 from embedq.jobs.records import JobView
 from embedq.jobs.schema import Job
@@ -50,6 +51,24 @@ class CollectionGuard:
             options=options,
             tenant=tenant,
         )
+
+    def refuse_while_reindexed(self, collection: str, what: str) -> None:
+        """Raise ``CollectionBusyError`` while a re-index of ``collection`` is open.
+
+        A re-index copies documents out of the live version; one removed from it meanwhile
+        would still be in the new version swapped in at the end.
+        """
+        query = select(Job.id).where(
+            Job.collection == collection,
+            Job.kind == JobKind.reindex.value,
+            Job.status.in_(JOB_OPEN),
+        )
+        job_id = self.session.scalars(query.limit(1)).first()
+        if job_id is not None:
+            raise CollectionBusyError(
+                f"collection {collection!r} is being re-indexed (job {job_id}): "
+                f"{what} once it has ended"
+            )
 
 
 @contextlib.contextmanager

@@ -129,8 +129,13 @@ def test_delete_and_sync_from_the_command_line(
     start_worker(environment, tmp_path / "worker.log", workers)
     rows = [{"id": f"d{i}", "text": text} for i, text in enumerate(scifact_texts[:30])]
     common = ["--collection", collection, "--model", str(minilm_path), "--long-text", "truncate"]
-    done = embedq(environment, "ingest", str(write(tmp_path / "a.jsonl", rows)), *common, "--wait")
-    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()[-3000:]
+    first = client.ingest(
+        [write(tmp_path / "a.jsonl", rows)],
+        collection=collection,
+        model=str(minilm_path),
+        long_text="truncate",
+    )
+    assert client.wait(first, timeout=WAIT_S, poll_seconds=0.5).status == "succeeded"
 
     (tmp_path / "ids.txt").write_text("d0\nd1\n")
     deleted = embedq(

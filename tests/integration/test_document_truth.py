@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from qdrant_client import models as qm
 
+from embedq import jobs
 from embedq.api.client import Client
 from embedq.models import Chunk, EmbeddingResult
 from embedq.settings import Settings
@@ -28,7 +29,18 @@ MAX_LENGTH = 32  # tokens per chunk: a few hundred words make dozens of chunks
 
 @pytest.fixture(params=["embedded", "servers"])
 def client(request, tmp_path) -> Iterator[Client]:
-    if request.param == "embedded":
+    """The same checks on embedded defaults (Qdrant's local mode) and on the servers."""
+    yield from make_client(request, tmp_path, request.param)
+
+
+@pytest.fixture
+def server_client(request, tmp_path) -> Iterator[Client]:
+    """For what takes no other path in local mode: the servers only."""
+    yield from make_client(request, tmp_path, "servers")
+
+
+def make_client(request, tmp_path, mode: str) -> Iterator[Client]:
+    if mode == "embedded":
         yield Client(Settings(home=tmp_path / "home"))
         return
     database = request.getfixturevalue("postgres_schema_url")
@@ -101,14 +113,15 @@ def test_an_unchanged_corpus_is_skipped_and_a_changed_document_is_not(
     assert rewritten == {"d3", "d5"}
 
 
-def test_other_embedding_settings_are_a_change(client, model, tmp_path, scifact_texts):
+def test_other_embedding_settings_are_a_change(server_client, model, tmp_path, scifact_texts):
     rows = [{"id": f"d{i}", "text": text} for i, text in enumerate(scifact_texts[:4])]
     path = write(tmp_path / "a.jsonl", rows)
-    ingest(client, path, model)
-    job = client.ingest(
+    ingest(server_client, path, model)
+    job = server_client.ingest(
         [path], collection=COLLECTION, model=model, max_length=64, skip_unchanged=True
     )
-    assert (client.status(job).documents_done, client.status(job).documents_unchanged) == (4, 0)
+    view = server_client.status(job)
+    assert (view.documents_done, view.documents_unchanged) == (4, 0)
 
 
 def test_deleting_by_ids_removes_every_chunk(client, model, tmp_path, scifact_texts, pep_texts):
@@ -165,16 +178,18 @@ def test_a_sync_that_would_delete_most_of_the_collection_refuses_unless_forced(
     assert sorted(p["doc_id"] for p in _all_payloads(client)) == ["d0", "d1"]
 
 
-def test_a_sync_with_an_unreadable_line_deletes_nothing(client, model, tmp_path, scifact_texts):
+def test_a_sync_with_an_unreadable_line_deletes_nothing(
+    server_client, model, tmp_path, scifact_texts
+):
     rows = [{"id": f"d{i}", "text": text} for i, text in enumerate(scifact_texts[:6])]
-    ingest(client, write(tmp_path / "a.jsonl", rows), model)
+    ingest(server_client, write(tmp_path / "a.jsonl", rows), model)
     path = write(tmp_path / "b.jsonl", rows[:4])
     with path.open("a") as out:
         out.write("{this line lost its id\n")
-    view = client.status(ingest(client, path, model, sync=True, force=True))
+    view = server_client.status(ingest(server_client, path, model, sync=True, force=True))
     assert (view.status, view.documents_deleted) == ("partial", 0)
     assert "could not be read" in (view.error or "")
-    assert len(_all_payloads(client)) == 6
+    assert len(_all_payloads(server_client)) == 6
 
 
 def test_a_sync_keeps_a_document_whose_new_version_failed(client, model, tmp_path, scifact_texts):
@@ -199,11 +214,10 @@ def _all_payloads(client: Client) -> list[dict]:
     return [r.payload or {} for r in records]
 
 
-def test_payload_indexes_cover_the_fields_documents_are_found_by(client, model, tmp_path):
-    ingest(client, write(tmp_path / "a.jsonl", [{"id": "x", "text": "indexed"}]), model)
-    if client.settings.qdrant_url is None:
-        pytest.skip("local mode keeps no payload indexes")
-    schema = client.store.client.get_collection(client.store.resolve(COLLECTION)).payload_schema
+def test_payload_indexes_cover_the_fields_documents_are_found_by(server_client, model, tmp_path):
+    ingest(server_client, write(tmp_path / "a.jsonl", [{"id": "x", "text": "indexed"}]), model)
+    physical = server_client.store.resolve(COLLECTION)
+    schema = server_client.store.client.get_collection(physical).payload_schema
     assert set(stored.PAYLOAD_INDEXES) <= set(schema)
 
 
@@ -260,3 +274,21 @@ def test_a_point_qdrant_refuses_fails_its_document_alone(tmp_path, build_model, 
     finally:
         for version in client.store.versions(COLLECTION):
             client.store.delete(version)
+
+
+def test_deletes_and_syncs_wait_for_a_reindex_of_the_collection(server_client, model, tmp_path):
+    path = write(tmp_path / "a.jsonl", [{"id": "x", "text": "kept while re-indexed"}])
+    ingest(server_client, path, model)
+    # a re-index copies the live version: what a delete removed from it would come back
+    jobs.create_job(server_client.sessions, kind="reindex", collection=COLLECTION, model=model)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("x\n")
+    with pytest.raises(jobs.CollectionBusyError, match="being re-indexed"):
+        server_client.delete(COLLECTION, files=[ids])
+    with pytest.raises(jobs.CollectionBusyError, match="sync it once it has ended"):
+        ingest(server_client, path, model, sync=True)
+    assert (
+        server_client.status(ingest(server_client, path, model, skip_unchanged=True)).status
+        == "succeeded"
+    )
+    assert [p["doc_id"] for p in _all_payloads(server_client)] == ["x"]

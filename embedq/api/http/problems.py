@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from embedq.api.deletion import UnknownCollectionError
 from embedq.errors import PermanentError, RetryableError
-from embedq.jobs.errors import JobClosedError, JobNotFoundError
+from embedq.jobs.errors import CollectionBusyError, JobClosedError, JobNotFoundError
 from embedq.workers.qdrant_store import IncompatibleCollectionError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,6 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
 async def _permanent(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, JobNotFoundError | UnknownCollectionError):
         return problem_response(404, "Not Found", str(error))
-    if isinstance(error, JobClosedError | IncompatibleCollectionError):
+    if isinstance(error, JobClosedError | IncompatibleCollectionError | CollectionBusyError):
         return problem_response(409, "Conflict", str(error))
     return problem_response(422, "Unprocessable Content", str(error))
