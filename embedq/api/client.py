@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq import jobs as ledger
 from embedq.api.deletion import DeleteRequest, delete_ids, ids_from, submit_delete
 from embedq.api.planning import IngestPlan, plan_ingest
-from embedq.api.producer import IngestRequest, submit
+from embedq.api.producer import IngestRequest, end_abandoned_here, submit
 from embedq.api.reindex import ReindexRequest, collect_garbage, rollback, start_reindex
 from embedq.api.rerank_producer import RerankRequest, submit_rerank
 from embedq.search import Hit
@@ -41,7 +41,10 @@ class Client:
     def sessions(self) -> sessionmaker[Session]:
         if self.settings.database_url is None:  # the embedded ledger file sets itself up
             ledger.migrate(self.settings.ledger_url)
-        return ledger.open_ledger(self.settings.ledger_url)
+        sessions = ledger.open_ledger(self.settings.ledger_url)
+        if self.settings.broker_url is None:  # no worker's reaper: this process is the one
+            end_abandoned_here(sessions, idle_seconds=self.settings.abandon_after_seconds)
+        return sessions
 
     @cached_property
     def store(self) -> QdrantStore:

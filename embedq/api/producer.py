@@ -344,6 +344,22 @@ def wind_up(
     queue.drain()
 
 
+def end_abandoned_here(sessions: sessionmaker[Session], *, idle_seconds: float) -> list[str]:
+    """Where batches run in the producer's own process, no reaper runs: end the jobs an
+    earlier producer left open (it was killed), failing the batches it would have run."""
+    try:
+        ended = jobs.end_abandoned_jobs(sessions, idle_seconds=idle_seconds)
+        for job_id in ended:
+            view = jobs.get_job(sessions, job_id=job_id)
+            reason = (view.error if view else None) or "abandoned by its producer"
+            jobs.fail_open_batches(sessions, job_id=job_id, reason=reason)
+            logger.warning("job %s was abandoned by its producer: ended", job_id)
+    except Exception:  # this command goes on; the next one tries again
+        logger.warning("could not end abandoned jobs", exc_info=True)
+        return []
+    return ended
+
+
 def _record_stop(
     job_id: str,
     error: BaseException,

@@ -359,3 +359,22 @@ def test_status_shows_why_a_job_stopped_short(sessions: Sessions, capsys):
     cli.print_job(jobs.get_job(sessions, job_id=job_id), as_json=False)
 
     assert "\n  stopped: intake stopped by SIGTERM after 1 document\n" in capsys.readouterr().out
+
+
+def test_on_embedded_defaults_the_next_command_ends_an_abandoned_job(tmp_path):
+    settings = Settings(home=tmp_path / "home", abandon_after_seconds=600)
+    killed = Client(settings)  # a producer killed (SIGKILL) with a batch it would have run
+    job_id = jobs.create_job(killed.sessions, kind="ingest", collection="c", model="m")
+    jobs.add_batch(killed.sessions, job_id=job_id, documents=[{"id": "a", "text": "t"}])
+    with killed.sessions.begin() as s:
+        s.get(Job, job_id).updated_at = moment() - timedelta(hours=1)  # type: ignore[union-attr]
+
+    later = Client(settings)  # no reaper runs here: the next command's ledger does its work
+    view = later.status(job_id)
+    assert (view.status, view.sealed, view.open_batches) == ("failed", True, 0)
+    assert view.error == (
+        "abandoned: no documents were added for 600 s and the producer never sealed it"
+    )
+    assert [f.reason for f in later.failures(job_id)] == [view.error]
+    fresh = jobs.create_job(later.sessions, kind="ingest", collection="c", model="m")
+    assert Client(settings).status(fresh).status == "pending"  # a live one is left alone
