@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     def _expand(cls, home: Path) -> Path:
         return home.expanduser()
 
+    def max_delete_share(self, *, force: bool) -> float:
+        """The share of a collection a sync may delete: all of it when forced."""
+        return 1.0 if force else self.sync_max_delete_share
+
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url is None

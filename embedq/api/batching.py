@@ -8,6 +8,7 @@ micro-batches carry little padding even before its own exact packing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Protocol, TypeVar
 
@@ -44,3 +45,13 @@ def _cut(window: list[Doc], batch_size: int) -> Iterator[list[Doc]]:
     ordered = sorted(window, key=lambda document: len(document.text))
     for start in range(0, len(ordered), batch_size):
         yield ordered[start : start + batch_size]
+
+
+Item = TypeVar("Item")
+
+
+def groups(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``items`` in consecutive lists of ``size`` (the last may be shorter), as they come."""
+    iterator = iter(items)
+    while group := list(itertools.islice(iterator, size)):
+        yield group

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,10 +85,15 @@ class Client:
         """
         request = self._ingest_request(
             files,
-            collection,
-            dict(model=model, outputs=outputs, max_length=max_length, long_text=long_text),
+            collection=collection,
+            model=model,
+            outputs=outputs,
+            max_length=max_length,
+            long_text=long_text,
             batch_size=batch_size,
-            changes=(skip_unchanged, sync, force),
+            skip_unchanged=skip_unchanged,
+            sync=sync,
+            force=force,
         )
         return submit(
             request,
@@ -103,27 +107,30 @@ class Client:
     def _ingest_request(
         self,
         files: Sequence[str | Path],
-        collection: str,
-        embedding: dict[str, Any],
         *,
+        collection: str,
+        model: str | None,
+        outputs: str | None,
+        max_length: int | None,
+        long_text: str | None,
         batch_size: int | None,
-        changes: tuple[bool, bool, bool],
+        skip_unchanged: bool,
+        sync: bool,
+        force: bool,
     ) -> IngestRequest:
-        """An ingest request, settings filling what is not given; ``changes`` is
-        (skip_unchanged, sync, force)."""
+        """An ingest request, the settings filling in what is not given."""
         settings = self.settings
-        skip_unchanged, sync, force = changes
         return IngestRequest(
             files=[Path(f) for f in files],
             collection=collection,
-            model=embedding["model"] or settings.model,
-            outputs=embedding["outputs"] or settings.outputs,
-            max_length=embedding["max_length"] or settings.max_length,
-            long_text=embedding["long_text"] or settings.long_text,
+            model=model or settings.model,
+            outputs=outputs or settings.outputs,
+            max_length=max_length or settings.max_length,
+            long_text=long_text or settings.long_text,
             batch_size=batch_size or settings.batch_size,
-            skip_unchanged=skip_unchanged or sync,
+            skip_unchanged=skip_unchanged,
             sync=sync,
-            max_delete_share=1.0 if force else settings.sync_max_delete_share,
+            max_delete_share=settings.max_delete_share(force=force),
         )
 
     def plan_ingest(
@@ -142,10 +149,15 @@ class Client:
         """What ``ingest`` with these arguments would embed, skip and delete; changes nothing."""
         request = self._ingest_request(
             files,
-            collection,
-            dict(model=model, outputs=outputs, max_length=max_length, long_text=long_text),
+            collection=collection,
+            model=model,
+            outputs=outputs,
+            max_length=max_length,
+            long_text=long_text,
             batch_size=None,
-            changes=(skip_unchanged, sync, force),
+            skip_unchanged=skip_unchanged,
+            sync=sync,
+            force=force,
         )
         return plan_ingest(request, store=self.store)
 

@@ -17,14 +17,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
+from embedq.api.batching import groups
 from embedq.api.producer import (
     OpenedJob,
     accepted,
     check_readable,
+    fill_and_seal,
     publish_batches,
-    seal,
-    stops_recorded,
-    wind_up,
 )
 from embedq.api.reader import Rejected, document_from, once_per_id, parse_row, readable_lines
 from embedq.errors import PermanentError
@@ -92,18 +91,16 @@ def delete_ids(
 ) -> str:
     """Create, fill and seal a delete job for ``outcomes``; returns its id."""
     job = open_delete(collection, sessions=sessions, store=store)
-    ended = functools.partial(wind_up, job, sessions=sessions, store=store, queue=queue)
-    with stops_recorded(job.job_id, sessions=sessions, queue=queue, ended=ended):
-        add_ids(
-            job.job_id,
-            outcomes,
-            sessions=sessions,
-            queue=queue,
-            high_water_mark=high_water_mark,
-            on_batch=on_batch,
-        )
-        seal(job, sessions=sessions, store=store, queue=queue)
-    return job.job_id
+    fill = functools.partial(
+        add_ids,
+        job.job_id,
+        outcomes,
+        sessions=sessions,
+        queue=queue,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+    )
+    return fill_and_seal(job, fill, sessions=sessions, store=store, queue=queue)
 
 
 def open_delete(
@@ -191,14 +188,3 @@ def ids_from(values: Iterable[str | int]) -> Iterator[DocumentId | Rejected]:
         if isinstance(value, bool) or not isinstance(value, str | int) or not str(value):
             outcome = Rejected(number, f"{where} is not a string or an integer")
         yield once_per_id(outcome, seen, number=number, where=where)
-
-
-def groups(items: Iterable[DocumentId], size: int) -> Iterator[list[DocumentId]]:
-    batch: list[DocumentId] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -7,11 +7,11 @@ no job, no batch, no mark on any point.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from embedq.api.producer import IngestRequest, _job_options, read_all
+from embedq.api.batching import groups
+from embedq.api.producer import IngestRequest, job_options, read_all
 from embedq.api.reader import Document, Rejected
 from embedq.api.screening import SCREEN_GROUP, Screen
 from embedq.models.describe import describe_model
@@ -43,28 +43,28 @@ def plan_ingest(request: IngestRequest, *, store: QdrantStore) -> IngestPlan:
     physical = store.resolve(request.collection)
     outcomes = read_all(request.files)
     if physical is None:  # a new collection: everything is embedded, nothing is there
-        _count(plan, outcomes, None)
+        _count(plan, outcomes, None, skip=False)
         return plan
     outputs = describe_model(request.model).choose(request.outputs)
-    options = _job_options(request, outputs, physical) | {"skip_unchanged": True}
-    screen = Screen.of(store.client, job_id="", model=request.model, options=options)
-    assert screen is not None  # skip_unchanged is set
-    _count(plan, outcomes, screen.unchanged if request.skip_unchanged or request.sync else None)
-    stored_now = stored.count_documents(store.client, physical)
-    plan.stored_after = stored_now + len(set(plan.embed) - _stored(store, physical, plan.embed))
+    options = job_options(request, outputs, physical)
+    # the screen of a job that skips, so that it can look documents up either way
+    screen = Screen.of(
+        store.client, job_id="", model=request.model, options=options | {"skip_unchanged": True}
+    )
+    assert screen is not None
+    new = _count(plan, outcomes, screen, skip=bool(options["skip_unchanged"]))
+    plan.stored_after = stored.count_documents(store.client, physical) + new
     if request.sync:
         _plan_sweep(plan, store, physical, request.max_delete_share)
     return plan
 
 
-Lookup = Callable[[list[Document]], set[str]]
-
-
 def _count(
-    plan: IngestPlan, outcomes: Iterable[Document | Rejected], unchanged: Lookup | None
-) -> None:
-    iterator = iter(outcomes)
-    while group := list(itertools.islice(iterator, SCREEN_GROUP)):
+    plan: IngestPlan, outcomes: Iterable[Document | Rejected], screen: Screen | None, *, skip: bool
+) -> int:
+    """Sort the outcomes into the plan; returns how many documents the collection lacks."""
+    new = 0
+    for group in groups(outcomes, SCREEN_GROUP):
         documents = [outcome for outcome in group if isinstance(outcome, Document)]
         for outcome in group:
             if isinstance(outcome, Rejected):
@@ -73,18 +73,14 @@ def _count(
                     plan.unreadable += 1
                 else:
                     plan.named_rejected.append(outcome.doc_id)
-        same = unchanged(documents) if unchanged is not None else set()
+        hashes = screen.lookup(documents) if screen is not None else {}
+        new += sum(document.id not in hashes for document in documents)
         for document in documents:
-            (plan.skip if document.id in same else plan.embed).append(document.id)
-
-
-def _stored(store: QdrantStore, physical: str, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), SCREEN_GROUP):
-        found |= set(
-            stored.stored_hashes(store.client, physical, ids[start : start + SCREEN_GROUP])
-        )
-    return found
+            same = (
+                skip and screen is not None and hashes.get(document.id) == screen.hash_of(document)
+            )
+            (plan.skip if same else plan.embed).append(document.id)
+    return new
 
 
 def _plan_sweep(plan: IngestPlan, store: QdrantStore, physical: str, limit: float) -> None:

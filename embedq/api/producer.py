@@ -29,7 +29,7 @@ from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
 from embedq.workers.qdrant_store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue, InProcessQueue
-from embedq.workers.reindex import finish_reindex_of_collection
+from embedq.workers.reindex import ingestion_ended
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class IngestRequest:
     batch_size: int = 256
     # skip documents the collection holds exactly as they would be written now
     skip_unchanged: bool = False
-    # ...and once every document has landed, remove those the input no longer holds,
-    # unless they are more than ``max_delete_share`` of the collection
+    # that (whatever ``skip_unchanged`` says), and once every document has landed, remove
+    # those the input no longer holds, unless they are more than ``max_delete_share`` of it
     sync: bool = False
     max_delete_share: float = 1.0
 
@@ -88,18 +88,35 @@ def submit(
     for path in request.files:
         check_readable(path)
     job = open_job(request, sessions=sessions, store=store)
+    fill = functools.partial(
+        add_documents,
+        job.job_id,
+        read_all(request.files),
+        sessions=sessions,
+        queue=queue,
+        batch_size=request.batch_size,
+        high_water_mark=high_water_mark,
+        on_batch=on_batch,
+        screen=job.screen(store),
+    )
+    return fill_and_seal(job, fill, sessions=sessions, store=store, queue=queue)
+
+
+def fill_and_seal(
+    job: OpenedJob,
+    fill: Callable[[], object],
+    *,
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    queue: BatchQueue,
+) -> str:
+    """Run ``fill`` (read the job's input into batches), then seal the job; returns its id.
+
+    Whatever stops either is recorded on the job, which then ends with what it got.
+    """
     ended = functools.partial(wind_up, job, sessions=sessions, store=store, queue=queue)
     with stops_recorded(job.job_id, sessions=sessions, queue=queue, ended=ended):
-        add_documents(
-            job.job_id,
-            read_all(request.files),
-            sessions=sessions,
-            queue=queue,
-            batch_size=request.batch_size,
-            high_water_mark=high_water_mark,
-            on_batch=on_batch,
-            screen=job.screen(store),
-        )
+        fill()
         seal(job, sessions=sessions, store=store, queue=queue)
     return job.job_id
 
@@ -127,7 +144,7 @@ def open_job(
         if request.sync:
             guard.refuse_while_reindexed(request.collection, "sync it")
         physical = store.ensure_collection(request.collection, shape)
-        options = _job_options(request, outputs, physical)
+        options = job_options(request, outputs, physical)
         job_id = guard.create_job(
             kind="ingest",
             collection=request.collection,
@@ -229,7 +246,7 @@ def publish_due(
     return view.status
 
 
-def _job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
+def job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
     return {
         "outputs": ",".join(sorted(outputs)),
         "max_length": request.max_length,
@@ -338,9 +355,9 @@ def wind_up(
     job: OpenedJob, *, sessions: sessionmaker[Session], store: QdrantStore, queue: BatchQueue
 ) -> None:
     """What follows the end of an ingestion that ended here, not with a batch of it."""
-    store.finish_bulk_load(job.physical)
-    # a re-index of the collection may now catch up with what this job wrote
-    finish_reindex_of_collection(sessions, store, queue.publish, collection=job.collection)
+    ingestion_ended(
+        sessions, store, queue.publish, physical=job.physical, collection=job.collection
+    )
     queue.drain()
 
 

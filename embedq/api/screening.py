@@ -13,13 +13,13 @@ neither written nor marked by it.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from qdrant_client import QdrantClient
 
+from embedq.api.batching import groups
 from embedq.api.reader import Document, Rejected
 from embedq.jobs.fingerprint import content_hash, embedding_settings
 from embedq.workers.store import documents as stored
@@ -58,15 +58,18 @@ class Screen:
         self, outcomes: Iterable[Outcome], *, on_unchanged: Callable[[int], None]
     ) -> Iterator[Outcome]:
         """The outcomes less the unchanged documents, whose number goes to ``on_unchanged``."""
-        iterator = iter(outcomes)
-        while group := list(itertools.islice(iterator, SCREEN_GROUP)):
+        for group in groups(outcomes, SCREEN_GROUP):
             kept = self._screen(group)
             yield from kept
             on_unchanged(len(group) - len(kept))
 
+    def lookup(self, documents: list[Document]) -> dict[str, str | None]:
+        """The stored hash of each of ``documents`` the collection holds (one request)."""
+        return stored.stored_hashes(self.client, self.physical, [d.id for d in documents])
+
     def unchanged(self, documents: list[Document]) -> set[str]:
         """The ids of ``documents`` the collection holds exactly as they would be written."""
-        hashes = stored.stored_hashes(self.client, self.physical, [d.id for d in documents])
+        hashes = self.lookup(documents)
         return {d.id for d in documents if hashes.get(d.id) == self.hash_of(d)}
 
     def hash_of(self, document: Document) -> str:

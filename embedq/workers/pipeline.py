@@ -28,7 +28,7 @@ from embedq.models import EmbeddingResult
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
 from embedq.workers.qdrant_store import PointData
-from embedq.workers.reindex import finish_reindex, finish_reindex_of_collection
+from embedq.workers.reindex import finish_reindex, ingestion_ended
 from embedq.workers.rerank_batch import rerank_claim
 from embedq.workers.store import documents as stored
 
@@ -371,26 +371,17 @@ def after_batch(
         return
     if completion is not None and completion.counted:  # the ledger told whether the job ended
         ended = completion.job_ended is not None
-        if ended:
-            context.store.finish_bulk_load(physical_collection(claim))
     else:  # a failure, or the job ended otherwise meanwhile (cancelled): ask
-        ended = finish_bulk_load_if_ended(context, claim)
-    if ended:  # an ingestion ended: a re-index of its collection may catch up with it
-        finish_reindex_of_collection(
+        view = jobs.get_job(context.sessions, job_id=claim.job_id)
+        ended = view is not None and view.ended
+    if ended:
+        ingestion_ended(
             context.sessions,
             context.store,
             _reindex_publisher(context),
+            physical=physical_collection(claim),
             collection=claim.collection,
         )
-
-
-def finish_bulk_load_if_ended(context: WorkerContext, claim: jobs.Claim) -> bool:
-    """Whoever ends the job restores the index that was deferred while it loaded."""
-    view = jobs.get_job(context.sessions, job_id=claim.job_id)
-    if view is not None and view.ended:
-        context.store.finish_bulk_load(physical_collection(claim))
-        return True
-    return False
 
 
 def _reindex_publisher(context: WorkerContext) -> Publish:

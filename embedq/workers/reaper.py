@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq import jobs
 from embedq.workers.context import WorkerContext
 from embedq.workers.qdrant_store import QdrantStore
-from embedq.workers.reindex import finish_reindex_of_collection
+from embedq.workers.reindex import ingestion_ended
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +105,5 @@ def _wind_up(
     view = jobs.get_job(sessions, job_id=job_id)
     if view is None or not view.ended or view.kind != jobs.JobKind.ingest:
         return  # its last batch's end does this (see pipeline.after_batch)
-
-    def publish_catch_up(batch_id: str) -> None:
-        publish(batch_id)
-
-    store.finish_bulk_load(str(view.options.get("physical_collection", view.collection)))
-    finish_reindex_of_collection(sessions, store, publish_catch_up, collection=view.collection)
+    physical = str(view.options.get("physical_collection", view.collection))
+    ingestion_ended(sessions, store, publish, physical=physical, collection=view.collection)

@@ -31,6 +31,9 @@ from embedq.workers.qdrant_store import QdrantStore
 
 logger = logging.getLogger(__name__)
 
+# Where catch-up batches go; what it returns (an async result, say) is not used.
+Publish = Callable[[str], object]
+
 CATCH_UP_BATCH = 256
 
 
@@ -62,7 +65,7 @@ class ReindexPlan:
 def finish_reindex(
     sessions: sessionmaker[Session],
     store: QdrantStore,
-    publish: Callable[[str], None],
+    publish: Publish,
     *,
     job_id: str,
 ) -> None:
@@ -83,10 +86,25 @@ def finish_reindex(
     _swap(sessions, store, plan, started)
 
 
+def ingestion_ended(
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    publish: Publish,
+    *,
+    physical: str,
+    collection: str,
+) -> None:
+    """What the end of an ingestion sets off, whoever saw it end (its last batch, its
+    producer, a reaper): the index deferred while it loaded is built again, and a re-index
+    of its collection may catch up with what it wrote."""
+    store.finish_bulk_load(physical)
+    finish_reindex_of_collection(sessions, store, publish, collection=collection)
+
+
 def finish_reindex_of_collection(
     sessions: sessionmaker[Session],
     store: QdrantStore,
-    publish: Callable[[str], None],
+    publish: Publish,
     *,
     collection: str,
 ) -> None:
@@ -99,7 +117,7 @@ def finish_reindex_of_collection(
 def _catch_up(
     sessions: sessionmaker[Session],
     store: QdrantStore,
-    publish: Callable[[str], None],
+    publish: Publish,
     plan: ReindexPlan,
     ingestions: list[str],
     started: datetime,

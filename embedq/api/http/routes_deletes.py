@@ -26,6 +26,7 @@ from embedq.api.http.routes_jobs import (
     job_response,
     recorded_rejections,
     refuse_when_full,
+    seal_opened,
     visible_job,
 )
 from embedq.api.http.schemas import (
@@ -37,7 +38,6 @@ from embedq.api.http.schemas import (
     JobOut,
     RejectedIn,
 )
-from embedq.api.producer import OpenedJob, seal
 from embedq.api.reader import Rejected
 
 router = APIRouter(prefix="/v1", tags=["deletions"])
@@ -97,7 +97,7 @@ async def create_deletion(
     if body.ids:
         await backend.run(_append, backend, opened.job_id, body.ids)
     if body.seal:
-        await backend.run(_seal, backend, opened)
+        await backend.run(seal_opened, backend, opened)
     response.headers["Location"] = f"/v1/jobs/{opened.job_id}"
     return await job_response(backend, opened.job_id, who)
 
@@ -129,8 +129,3 @@ def _append(
         high_water_mark=None,  # checked before the request was taken
     )
     return batches, sum(not isinstance(outcome, deletion.DocumentId) for outcome in outcomes)
-
-
-def _seal(backend: Backend, opened: OpenedJob) -> None:
-    client = backend.client
-    seal(opened, sessions=client.sessions, store=client.store, queue=client.queue)

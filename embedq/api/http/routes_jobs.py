@@ -80,9 +80,9 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
         max_length=body.max_length or settings.max_length,
         long_text=body.long_text or settings.long_text,
         batch_size=body.batch_size or settings.batch_size,
-        skip_unchanged=body.skip_unchanged or body.sync,
+        skip_unchanged=body.skip_unchanged,
         sync=body.sync,
-        max_delete_share=1.0 if body.force else settings.sync_max_delete_share,
+        max_delete_share=settings.max_delete_share(force=body.force),
     )
     client = backend.client
     opened = await backend.run(
@@ -92,7 +92,7 @@ async def create_job(body: JobIn, request: Request, response: Response, who: Who
         outcomes = _outcomes(body.documents)
         await backend.run(_append, backend, opened, outcomes, ingest.batch_size)
     if body.seal:
-        await backend.run(_seal, backend, opened)
+        await backend.run(seal_opened, backend, opened)
     response.headers["Location"] = f"/v1/jobs/{opened.job_id}"
     return await job_response(backend, opened.job_id, who)
 
@@ -132,7 +132,7 @@ async def seal_job(job_id: JobId, request: Request, who: Who, body: SealIn | Non
     elif view.kind == jobs.JobKind.rerank:
         await backend.run(seal_rerank_job, backend, job_id)
     else:
-        await backend.run(_seal, backend, _opened(view))
+        await backend.run(seal_opened, backend, _opened(view))
     return await job_response(backend, job_id, who)
 
 
@@ -331,7 +331,7 @@ def seal_rerank_job(backend: Backend, job_id: str) -> None:
     )
 
 
-def _seal(backend: Backend, opened: producer.OpenedJob) -> None:
+def seal_opened(backend: Backend, opened: producer.OpenedJob) -> None:
     client = backend.client
     producer.seal(opened, sessions=client.sessions, store=client.store, queue=client.queue)
 
