@@ -18,7 +18,7 @@ PYTHON_VERSION ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_
 PLATFORM ?= manylinux_2_28_x86_64
 OUT ?= gpu-check
 
-.PHONY: install test lint bench demo services clean lock wheelhouse kit gpu-check
+.PHONY: install test fault-tests lint bench demo services clean lock wheelhouse kit gpu-check
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ $(BIN)/uv:
 
 test: install
 	$(BIN)/python -m pytest
+
+# Every fault test (services restarted, crashed, emptied, a host cut off), not only the
+# subset `make test` runs; each prints its timings as a JSON line.
+fault-tests: install
+	EMBEDQ_FAULTS=all $(BIN)/python -m pytest tests/faults -s
 
 lint: install
 	$(BIN)/ruff check embedq tests bench infra

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from uuid import uuid4
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +28,7 @@ from embedq.api.screening import Screen
 from embedq.api.stopping import stop_reason
 from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
+from embedq.outages import ride_out
 from embedq.workers.qdrant_store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue, InProcessQueue
 from embedq.workers.reindex import ingestion_ended
@@ -39,6 +41,7 @@ BACKPRESSURE_POLL_S = 0.5
 # While held back by a full queue, a producer shows the ledger it is alive this often,
 # so its job is not taken for abandoned (settings.abandon_after_seconds).
 HEARTBEAT_S = 30.0
+LEDGER = "the ledger database"
 
 Item = TypeVar("Item")
 
@@ -178,7 +181,9 @@ def add_documents(
     if screen is not None:
         outcomes = screen.changed(
             outcomes,
-            on_unchanged=lambda n: jobs.record_unchanged(sessions, job_id=job_id, count=n),
+            on_unchanged=lambda n: ride_out(
+                lambda: jobs.record_unchanged(sessions, job_id=job_id, count=n), service=LEDGER
+            ),
         )
     documents = accepted(outcomes, sessions=sessions, job_id=job_id)
     return publish_batches(
@@ -200,13 +205,22 @@ def publish_batches(
     high_water_mark: int | None,
     on_batch: Callable[[str], None] | None = None,
 ) -> int:
-    """Record each batch in the ledger, then publish it (after the backpressure wait)."""
+    """Record each batch in the ledger and publish it (after the backpressure wait).
+
+    A ledger or broker out of reach for a moment is waited for (``outages.ride_out``);
+    the batch's id is chosen first, so recording it again after a lost answer adds nothing.
+    """
     published = 0
     for batch in batches:
-        ref = jobs.add_batch(sessions, job_id=job_id, documents=[i.as_payload() for i in batch])
         if high_water_mark is not None:
             wait_below(queue, high_water_mark, job_id=job_id, sessions=sessions)
-        queue.publish(ref.id)
+        batch_id = uuid4().hex
+        documents = [item.as_payload() for item in batch]
+        record = functools.partial(
+            jobs.add_batch, sessions, job_id=job_id, documents=documents, batch_id=batch_id
+        )
+        ride_out(record, service=LEDGER)
+        queue.publish(batch_id)
         published += 1
         if on_batch is not None:
             on_batch(job_id)
@@ -224,7 +238,7 @@ def seal(
 ) -> jobs.JobStatus:
     """No more batches: the job ends once they have (at once if they already have)."""
     queue.drain()
-    status = jobs.seal_job(sessions, job_id=job.job_id)
+    status = ride_out(lambda: jobs.seal_job(sessions, job_id=job.job_id), service=LEDGER)
     if status not in jobs.JOB_ENDED:
         status = publish_due(job.job_id, sessions=sessions, queue=queue)
     if status in jobs.JOB_ENDED:  # every batch already ran (in-process, or none)
@@ -235,9 +249,9 @@ def seal(
 def publish_due(
     job_id: str, *, sessions: sessionmaker[Session], queue: BatchQueue
 ) -> jobs.JobStatus:
-    """Publish the job's batches that are due now (a sync's sweep, queued as it was sealed)
-    rather than leave them to a reaper's next round; the job's status afterwards."""
-    for batch_id in jobs.take_stranded_batches(sessions, job_id=job_id):
+    """Publish the job's batches nothing published yet (a sync's sweep, queued as it was
+    sealed) rather than leave them to a reaper's next round; the job's status afterwards."""
+    for batch_id in jobs.take_unpublished(sessions, job_id=job_id):
         queue.publish(batch_id)
     queue.drain()
     view = jobs.get_job(sessions, job_id=job_id)
@@ -287,10 +301,19 @@ def accepted(
             jobs.Failure(doc_id=outcome.doc_id, line=outcome.line, reason=outcome.reason)
         )
         if len(rejected) >= FAILURE_FLUSH:
-            jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
+            _record_rejected(sessions, job_id, rejected)
             rejected = []
     if rejected:
-        jobs.record_intake_failures(sessions, job_id=job_id, failures=rejected)
+        _record_rejected(sessions, job_id, rejected)
+
+
+def _record_rejected(
+    sessions: sessionmaker[Session], job_id: str, rejected: Sequence[jobs.Failure]
+) -> None:
+    record = functools.partial(
+        jobs.record_intake_failures, sessions, job_id=job_id, failures=rejected
+    )
+    ride_out(record, service=LEDGER)
 
 
 def wait_below(
@@ -307,7 +330,7 @@ def wait_below(
             logger.info("queue above %d batches: waiting", high_water_mark)
             waited = True
         if time.monotonic() - beat >= HEARTBEAT_S:
-            jobs.touch_job(sessions, job_id=job_id)
+            ride_out(lambda: jobs.touch_job(sessions, job_id=job_id), service=LEDGER)
             beat = time.monotonic()
         time.sleep(BACKPRESSURE_POLL_S)
 

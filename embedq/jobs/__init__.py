@@ -17,6 +17,7 @@ from embedq.jobs.errors import (
     InvalidBatchError,
     JobClosedError,
     JobNotFoundError,
+    LeaseLostError,
     LedgerUnavailableError,
     SchemaOutOfDateError,
 )
@@ -39,8 +40,14 @@ from embedq.jobs.ledger import (
     seal_job,
     split_batch,
     stop_intake,
-    take_stranded_batches,
     touch_job,
+)
+from embedq.jobs.publishing import (
+    Judgement,
+    Lane,
+    Republish,
+    take_batches_to_publish,
+    take_unpublished,
 )
 from embedq.jobs.queries import (
     batch_job_kind,
@@ -99,8 +106,12 @@ __all__ = [
     "JobNotFoundError",
     "JobStatus",
     "JobView",
+    "Judgement",
+    "Lane",
+    "LeaseLostError",
     "LedgerUnavailableError",
     "NewApiKey",
+    "Republish",
     "RerankResult",
     "SchemaOutOfDateError",
     "add_batch",
@@ -141,7 +152,8 @@ __all__ = [
     "seal_job",
     "split_batch",
     "stop_intake",
-    "take_stranded_batches",
+    "take_batches_to_publish",
+    "take_unpublished",
     "touch_job",
     "unidentified_intake_failures",
 ]

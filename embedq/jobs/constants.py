@@ -12,17 +12,28 @@ MAX_ATTEMPTS = 5
 EXPIRED_BATCHES_LIMIT = 100
 """Default page of expired leases handed to a reaper in one call."""
 
-REPUBLISH_RELEASED_AFTER_SECONDS = 600
-"""A released batch not claimed again within this is published again by a reaper: the message
-that should have brought it back may never have been sent (the broker was down just then).
-Longer than any retry delay (a lease's length, Celery's backoff), so a duplicate is rare, and
-harmless: the second claim finds the batch taken."""
+REPUBLISH_PERIOD_SECONDS = 30
+"""How long a published batch waits before a reaper may judge its message lost, and so at
+most how often one batch is published again, whichever worker's reaper does it."""
+
+OVERTAKE_WINDOW_SECONDS = 600
+"""How far back a reaper looks at batches workers took, to tell which queued ones they
+overtook (a FIFO queue only overtakes a batch whose message is gone)."""
+
+OVERTAKE_SLACK_SECONDS = 5
+"""Publish times this close are not ordered: producers on several hosts have clocks apart."""
+
+PUBLISH_ROUND_LIMIT = 1000
+"""The most batches one reaper round publishes again."""
+
+REAPER_LOCK_KEY = 0x656D6265_6472  # "embedr"
+"""Postgres advisory lock key held by the one reaper that judges lost messages each round."""
 
 SWEEP = "sweep"
 """The role of a sync's last batch, which removes the documents its input no longer holds."""
 
 QUEUED_BATCHES_LIMIT = 1000
-"""Default page of queued batch ids handed to a reaper in one call."""
+"""Default page of queued batch ids one listing returns."""
 
 ABANDONED_JOBS_LIMIT = 100
 """Default number of abandoned jobs (open, unsealed, idle too long) one reaper call ends."""
@@ -41,6 +52,32 @@ VERSION_TABLE = "embedq_alembic_version"
 
 MIGRATE_LOCK_KEY = 0x656D6265_6471  # "embedq"
 """Postgres advisory lock key that makes concurrent ``migrate`` calls wait for one another."""
+
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+"""How long opening a ledger connection may take; libpq waits forever by default."""
+
+POSTGRES_SESSION_LIMITS = {
+    # a client gone quiet inside a transaction (its host cut off) loses it, and its locks
+    "idle_in_transaction_session_timeout": "30s",
+    # a transition waiting on a row lock gives up and is retried, rather than stalls
+    "lock_timeout": "10s",
+    "statement_timeout": "60s",
+    # the server notices a vanished client in seconds, not the kernel's 2 hours
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+"""Settings of every Postgres session of the ledger: how long a lost client can hold anything."""
+
+POSTGRES_CLIENT_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+}
+"""libpq's side of the same: a worker notices a vanished server instead of waiting on it."""
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 """How long a SQLite connection waits for another process's write lock before giving up."""

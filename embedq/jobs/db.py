@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq.jobs.constants import (
     MIGRATE_COMMAND,
     MIGRATE_LOCK_KEY,
+    POSTGRES_CLIENT_KEEPALIVES,
+    POSTGRES_CONNECT_TIMEOUT_SECONDS,
+    POSTGRES_SESSION_LIMITS,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     VERSION_TABLE,
 )
@@ -38,6 +41,7 @@ def make_engine(url: str | URL, *, connect_args: Mapping[str, Any] | None = None
     url = make_url(url)
     arguments = dict(connect_args or {})
     if url.get_backend_name() != "sqlite":
+        arguments = postgres_arguments(url, arguments)
         return create_engine(url, pool_pre_ping=True, connect_args=arguments)
     _create_parent_folder(url)
     # how long to wait for another process's write lock (sqlite3's busy timeout)
@@ -46,6 +50,25 @@ def make_engine(url: str | URL, *, connect_args: Mapping[str, Any] | None = None
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def postgres_arguments(url: URL, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection settings that bound what a lost client or server costs the others:
+    keepalives and timeouts on both ends, and the session limits of ``POSTGRES_SESSION_LIMITS``.
+
+    Settings the URL or ``given`` name win; options they pass come after the limits, so
+    one of theirs overrides a limit of the same name.
+    """
+    defaults = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS, **POSTGRES_CLIENT_KEEPALIVES}
+    arguments: dict[str, Any] = {
+        name: value for name, value in defaults.items() if name not in url.query
+    }
+    arguments.update(given)
+    named = {**url.query, **given}
+    limits = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SESSION_LIMITS.items())
+    options = named.get("options")
+    arguments["options"] = f"{limits} {options}" if options else limits
+    return arguments
 
 
 def _create_parent_folder(url: URL) -> None:
@@ -125,6 +148,9 @@ def migrate(target: str | URL | Engine) -> None:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # concurrent migrate calls (several workers starting) wait for the first
+                # a migration of a large ledger may take long, and wait for the one before
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
+                connection.execute(text("SET LOCAL lock_timeout = 0"))
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY}
                 )

@@ -1,8 +1,8 @@
-"""Errors the job ledger raises, each a retryable or a permanent one."""
+"""Errors the job ledger raises, each a retryable or a permanent one (or a lost lease)."""
 
 from __future__ import annotations
 
-from embedq.errors import PermanentError, RetryableError
+from embedq.errors import EmbedqError, PermanentError, RetryableError
 
 
 class LedgerUnavailableError(RetryableError):
@@ -35,3 +35,7 @@ class InvalidApiKeyError(PermanentError, ValueError):
 
 class CollectionBusyError(PermanentError):
     """The collection is being re-indexed: a removal now would come back with the new version."""
+
+
+class LeaseLostError(EmbedqError):
+    """Another worker took the batch over: this one drops it and writes nothing more of it."""

@@ -17,13 +17,12 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from embedq.faults import stall_point
 from embedq.jobs.clock import moment
 from embedq.jobs.constants import (
     ABANDONED_JOBS_LIMIT,
-    EXPIRED_BATCHES_LIMIT,
     LEASE_SECONDS,
     MAX_ATTEMPTS,
-    REPUBLISH_RELEASED_AFTER_SECONDS,
 )
 from embedq.jobs.db import transaction
 from embedq.jobs.errors import (
@@ -93,23 +92,32 @@ def add_batch(
     documents: Documents,
     parent_id: str | None = None,
     catch_up: bool = False,
+    batch_id: str | None = None,
 ) -> BatchRef:
     """Record a queued batch and its documents; a root batch adds them to the job's total.
 
     ``catch_up`` batches may join a sealed re-index that has not ended: documents
-    ingested into its collection while it ran.
+    ingested into its collection while it ran. The caller publishes the batch next.
+
+    With a ``batch_id`` of the caller's choosing, a retry of a call whose answer was
+    lost (the connection broke as it committed) finds the batch there and adds nothing.
     """
     if not documents:
         raise InvalidBatchError("a batch needs at least one document")
     now = moment()
     with transaction(sessions) as s:
         job = lock_job(s, job_id)
+        if batch_id is not None and (known := s.get(Batch, batch_id)) is not None:
+            if known.job_id != job_id:
+                raise InvalidBatchError(f"batch {batch_id} belongs to another job")
+            return BatchRef(id=known.id, sequence=known.sequence)
         if catch_up and job.kind != JobKind.reindex.value:
             raise InvalidBatchError("only a re-index takes catch-up batches")
         _check_open(job, root=parent_id is None and not catch_up)
         if parent_id is not None:
             _check_parent(s, job_id=job_id, parent_id=parent_id)
-        [ref] = insert_batches(s, job, [documents], parent_id=parent_id, now=now)
+        ids = None if batch_id is None else [batch_id]
+        [ref] = insert_batches(s, job, [documents], parent_id=parent_id, now=now, ids=ids)
         added = len(documents) if parent_id is None else 0
         add_to_job(s, job_id, now, batches_total=1, documents_total=added)
     return ref
@@ -268,6 +276,7 @@ def claim_batch(
     now = moment(now)
     with transaction(sessions) as s:
         live = lock_live_batch(s, batch_id, now)
+        stall_point("claim-holds-job-lock")  # the fault tests cut a host off here
         if live is None:
             return None
         job, batch = live
@@ -285,7 +294,6 @@ def claim_batch(
                 attempts=Batch.attempts + 1,
                 lease_owner=worker,
                 lease_expires_at=expires,
-                republish_at=None,
                 started_at=now,
             ),
         )
@@ -340,13 +348,20 @@ def renew_lease(
 
 
 def release_batch(
-    sessions: sessionmaker[Session], *, batch_id: str, worker: str, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    *,
+    batch_id: str,
+    worker: str,
+    retry_in: float = 0.0,
+    now: datetime | None = None,
 ) -> bool:
     """Give a running batch back to the queue (a retryable error) so any worker may retry it.
 
-    False if ``worker`` does not hold it. The attempt still counts toward ``max_attempts``.
-    The caller publishes it again; should that message be lost, ``take_stranded_batches``
-    finds the batch once ``REPUBLISH_RELEASED_AFTER_SECONDS`` have passed.
+    False if ``worker`` does not hold it. The attempt is given back too: ``max_attempts``
+    stops a batch that kills its workers, and a passing failure (Qdrant restarting, say)
+    is not one, however long it lasts. The caller publishes the batch again, due in
+    ``retry_in`` seconds; should that message be lost, a reaper finds the batch
+    (``jobs.publishing``).
     """
     now = moment(now)
     with transaction(sessions) as s:
@@ -363,45 +378,14 @@ def release_batch(
             )
             .values(
                 status=BatchStatus.queued,
+                attempts=Batch.attempts - 1,
                 lease_owner=None,
                 lease_expires_at=None,
-                republish_at=now + timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS),
+                published_at=now + timedelta(seconds=retry_in),
+                publishes=Batch.publishes + 1,
             ),
         )
         return bool(released)
-
-
-def take_stranded_batches(
-    sessions: sessionmaker[Session],
-    *,
-    now: datetime | None = None,
-    limit: int = EXPIRED_BATCHES_LIMIT,
-    job_id: str | None = None,
-) -> list[str]:
-    """Released batches no worker took again in time, to publish again; oldest first.
-
-    Also a sync's sweep, which is queued due at once. With ``job_id``, only that job's.
-
-    Each is pushed back by ``REPUBLISH_RELEASED_AFTER_SECONDS`` in the same transaction
-    (rows another reaper holds are skipped), so reapers publish it once a period, not
-    once a round each.
-    """
-    now = moment(now)
-    stranded = (
-        select(Batch.id)
-        .where(Batch.status == BatchStatus.queued, Batch.republish_at < now)
-        .order_by(Batch.republish_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if job_id is not None:
-        stranded = stranded.where(Batch.job_id == job_id)
-    with transaction(sessions) as s:
-        batch_ids = list(s.scalars(stranded))
-        if batch_ids:
-            later = now + timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS)
-            apply(s, update(Batch).where(Batch.id.in_(batch_ids)).values(republish_at=later))
-        return batch_ids
 
 
 def complete_batch(

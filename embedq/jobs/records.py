@@ -119,6 +119,8 @@ class BatchView:
     documents: int
     lease_owner: str | None
     lease_expires_at: datetime | None
+    published_at: datetime | None
+    publishes: int
     error: str | None
     created_at: datetime
     started_at: datetime | None

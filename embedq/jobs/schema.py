@@ -134,7 +134,9 @@ class Batch(Base):
         # finishing a job asks "any open batch left?" after every batch: keep it an index probe
         Index(None, "job_id", "status"),
         Index(None, "status", "lease_expires_at"),
-        Index(None, "status", "republish_at"),
+        Index(None, "status", "published_at"),
+        # which batches a worker took lately (jobs.publishing: is a queued one overtaken?)
+        Index(None, "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -148,8 +150,10 @@ class Batch(Base):
     documents: Mapped[int] = mapped_column(Integer)
     lease_owner: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     lease_expires_at: Mapped[datetime | None]
-    # set when a batch is released: a reaper publishes it again if no worker took it by then
-    republish_at: Mapped[datetime | None]
+    # when its latest message was sent, or is due (a retry's countdown); null: never sent
+    published_at: Mapped[datetime | None]
+    # messages sent for it: more than one means a retry, a take-over or a lost message
+    publishes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]

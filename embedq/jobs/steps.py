@@ -116,10 +116,16 @@ def insert_batches(
     parent_id: str | None,
     now: datetime,
     role: str | None = None,
-    republish_at: datetime | None = None,
+    published: bool = True,
+    ids: Sequence[str] | None = None,
 ) -> list[BatchRef]:
+    """Queue a batch per group; ``published``: its caller sends its message right after.
+
+    ``ids`` are the batches' ids, chosen by a caller that may retry (new ones otherwise).
+    """
+    ids = ids or [uuid4().hex for _ in groups]
     # job.batches_total was read under the job's lock: the next sequence numbers are ours
-    refs = [BatchRef(id=uuid4().hex, sequence=job.batches_total + i) for i in range(len(groups))]
+    refs = [BatchRef(id=batch_id, sequence=job.batches_total + i) for i, batch_id in enumerate(ids)]
     for ref, documents in zip(refs, groups, strict=True):
         s.execute(
             insert(Batch).values(
@@ -131,7 +137,8 @@ def insert_batches(
                 role=role,
                 attempts=0,
                 documents=len(documents),
-                republish_at=republish_at,
+                published_at=now if published else None,
+                publishes=1 if published else 0,
                 created_at=now,
             )
         )
@@ -306,8 +313,8 @@ def needs_sweep(s: Session, job: Job) -> bool:
 
 
 def insert_sweep(s: Session, job: Job, now: datetime) -> None:
-    """Queue the sync's sweep; due at once, so the next reaper round publishes it."""
-    insert_batches(s, job, [[]], parent_id=None, now=now, role=SWEEP, republish_at=now)
+    """Queue the sync's sweep, unpublished: its producer, or the next reaper round, sends it."""
+    insert_batches(s, job, [[]], parent_id=None, now=now, role=SWEEP, published=False)
     add_to_job(s, job.id, now, batches_total=1)
     log.info("job %s: every document landed; its sweep is queued", job.id)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs import open_ledger
 from embedq.models import Embedder, EmbeddingResult, Reranker
+from embedq.outages import ServiceGate
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore, connect
 from embedq.workers.writer import BatchWriter
@@ -80,8 +81,13 @@ class WorkerContext:
     # Where a re-index's catch-up batches go (its own queue under Celery).
     publish_reindex: Callable[[str], None] | None = None
     reranker_loader: RerankerLoader = load_reranker
+    # closed by a write Qdrant could not take: claims wait until Qdrant answers again
+    qdrant_gate: ServiceGate = field(init=False)
     _embedders: dict[tuple, BatchEmbedder] = field(default_factory=dict)
     _rerankers: dict[str, PairScorer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.qdrant_gate = ServiceGate("Qdrant", self.store.ping, logger)
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerContext:

@@ -1,7 +1,10 @@
 """Keeping a running batch's lease alive while its worker is busy with it.
 
 A thread renews the lease every third of its length. If the process dies, the
-renewals stop, the lease runs out, and another worker takes the batch over.
+renewals stop, the lease runs out, and another worker takes the batch over. A worker
+cut off from the ledger for longer than a lease may find, once back, that its batch
+was taken over: ``confirm`` before each write makes it drop the batch then instead
+of writing over what the new owner (or a later job) wrote.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ class LeaseKeeper:
         if self._thread.is_alive():
             self._thread.join()
 
+    def confirm(self) -> None:
+        """Renew the lease now, before a write: a full lease from here is this worker's.
+
+        Raises ``LeaseLostError`` when it was taken over (or its job ended), and the
+        ledger's own error when the ledger cannot say.
+        """
+        if not self.lost and self._renew_once():
+            return
+        self.lost = True
+        raise jobs.LeaseLostError(f"the lease on batch {self._batch_id} was taken over")
+
     def __enter__(self) -> LeaseKeeper:
         return self.start()
 
@@ -53,17 +67,20 @@ class LeaseKeeper:
         seconds = self._context.settings.lease_seconds
         while not self._stop.wait(seconds / 3):
             try:
-                renewed = jobs.renew_lease(
-                    self._context.sessions,
-                    batch_id=self._batch_id,
-                    worker=self._context.worker_id,
-                    lease_seconds=seconds,
-                )
-            except Exception:  # a ledger hiccup must not kill the batch; the next try may work
-                logger.warning("could not renew the lease on %s", self._batch_id, exc_info=True)
+                renewed = self._renew_once()
+            except Exception as error:  # a ledger hiccup must not kill the batch; try again
+                logger.warning("could not renew the lease on %s: %s", self._batch_id, error)
                 continue
             if not renewed:
-                # taken over (or ended): finish anyway, the writes are idempotent
+                # taken over (or ended): confirm() stops the batch before its next write
                 self.lost = True
                 logger.warning("lease on batch %s was taken over", self._batch_id)
                 return
+
+    def _renew_once(self) -> bool:
+        return jobs.renew_lease(
+            self._context.sessions,
+            batch_id=self._batch_id,
+            worker=self._context.worker_id,
+            lease_seconds=self._context.settings.lease_seconds,
+        )

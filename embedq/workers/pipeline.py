@@ -27,7 +27,7 @@ from embedq.jobs.fingerprint import content_hash, embedding_settings
 from embedq.models import EmbeddingResult
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
-from embedq.workers.qdrant_store import PointData
+from embedq.workers.qdrant_store import PointData, UpsertReport
 from embedq.workers.reindex import finish_reindex, ingestion_ended
 from embedq.workers.rerank_batch import rerank_claim
 from embedq.workers.store import documents as stored
@@ -84,6 +84,7 @@ def process_batch(context: WorkerContext, batch_id: str, *, publish: Publish) ->
     """
     clock = StageClock()
     with clock.stage("claim"):
+        context.qdrant_gate.wait()  # Qdrant is away: embedding now would be for nothing
         claim = jobs.claim_batch(
             context.sessions,
             batch_id=batch_id,
@@ -181,6 +182,7 @@ def _remove(
     """Run a delete job's batch of ids, or a sync's sweep; nothing is embedded."""
     try:
         with _released_on_retryable(context, claim.batch_id), clock.stage("remove"):
+            lease.confirm()  # a late removal could take away what a later job wrote
             if claim.role == jobs.SWEEP:
                 deleted, refusal = sweep(context, claim)
                 completion = jobs.complete_sweep(
@@ -196,6 +198,8 @@ def _remove(
                 )
     except PermanentError as error:
         return _failed(context, claim, error, clock)
+    except jobs.LeaseLostError as error:
+        return _dropped(claim, error, clock)
     finally:
         lease.stop()
     after_batch(context, claim, completion)
@@ -255,22 +259,37 @@ def upsert_batch(
     summary: BatchSummary,
     clock: StageClock,
     lease: LeaseKeeper,
-) -> BatchSummary | PermanentError:
+) -> BatchSummary | PermanentError | jobs.LeaseLostError:
     """Write the batch's points, then remove what is left of its documents' earlier
-    versions; the summary of what landed, or the error that fails the batch."""
+    versions; the summary of what landed, the error that fails the batch, or the news
+    that the batch is another worker's now."""
+    # a failed write is published again a lease from now (see tasks.write_retrier)
+    retry_in = context.settings.lease_seconds if context.writer is not None else 0.0
     try:
-        with _released_on_retryable(context, claim.batch_id):
+        with _released_on_retryable(context, claim.batch_id, retry_in=retry_in):
+            lease.confirm()  # taken over while this worker was cut off: write nothing
             with clock.stage("upsert"):
-                report = context.store.upsert(physical_collection(claim), summary.points)
+                report = _upsert(context, physical_collection(claim), summary.points)
             with clock.stage("clean-up"):
                 landed = without_refused(summary, report.refused)
                 clean_up(context, claim, landed, refused=report.refused)
-    except PermanentError as error:
+    except (PermanentError, jobs.LeaseLostError) as error:
         return error
     except BaseException:
         lease.stop()  # released (a passing failure) or left to run out: not ours any more
         raise
     return landed
+
+
+def _upsert(context: WorkerContext, physical: str, points: Sequence[PointData]) -> UpsertReport:
+    """The store's upsert, with what it says of Qdrant told to the worker's Qdrant gate."""
+    try:
+        report = context.store.upsert(physical, points)
+    except RetryableError as error:
+        context.qdrant_gate.failed(error)
+        raise
+    context.qdrant_gate.succeeded()
+    return report
 
 
 def clean_up(
@@ -315,9 +334,12 @@ def finish_batch(
     claim: jobs.Claim,
     clock: StageClock,
     lease: LeaseKeeper,
-    written: BatchSummary | PermanentError,
+    written: BatchSummary | PermanentError | jobs.LeaseLostError,
 ) -> BatchOutcome:
     """Mark the written batch done (or failed, with an error) and take what follows."""
+    if isinstance(written, jobs.LeaseLostError):
+        lease.stop()
+        return _dropped(claim, written, clock)
     try:
         if isinstance(written, PermanentError):
             outcome, completion = _failed(context, claim, written, clock), None
@@ -342,6 +364,11 @@ def finish_batch(
     if context.on_written is not None:
         context.on_written(outcome)
     return outcome
+
+
+def _dropped(claim: jobs.Claim, error: jobs.LeaseLostError, clock: StageClock) -> BatchOutcome:
+    logger.warning("batch %s dropped, nothing written: %s", claim.batch_id, error)
+    return BatchOutcome("skipped", timings=clock.seconds)
 
 
 def _failed(
@@ -394,12 +421,16 @@ def _reindex_publisher(context: WorkerContext) -> Publish:
 
 
 @contextlib.contextmanager
-def _released_on_retryable(context: WorkerContext, batch_id: str) -> Iterator[None]:
-    """Hand the batch back on a passing failure, so a retry need not wait out the lease."""
+def _released_on_retryable(
+    context: WorkerContext, batch_id: str, *, retry_in: float = 0.0
+) -> Iterator[None]:
+    """Hand the batch back on a passing failure, so a retry need not wait out the lease;
+    ``retry_in``: when the retry's message is due."""
     try:
         yield
     except RetryableError:
-        jobs.release_batch(context.sessions, batch_id=batch_id, worker=context.worker_id)
+        worker = context.worker_id
+        jobs.release_batch(context.sessions, batch_id=batch_id, worker=worker, retry_in=retry_in)
         raise
 
 

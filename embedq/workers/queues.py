@@ -6,6 +6,7 @@ the lease reaper use them without knowing which one they have.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -13,11 +14,16 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from embedq.outages import ride_out
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore
 from embedq.workers.writer import BatchWriter, on_writer_thread
 
 logger = logging.getLogger(__name__)
+
+BROKER = "the broker (Redis)"
+# a cut-off connection fails in seconds instead of hanging on the kernel's timeouts
+REDIS_TIMEOUTS = {"socket_timeout": 10, "socket_connect_timeout": 5, "socket_keepalive": True}
 
 
 class BatchQueue(Protocol):
@@ -88,13 +94,17 @@ class CeleryQueue:
         self._app = make_celery(settings)
         self._queue = settings.reindex_queue if reindex else settings.queue
         self._task = REINDEX_BATCH if reindex else EMBED_BATCH
-        self._redis = redis.Redis.from_url(str(settings.broker_url))
+        self._redis = redis.Redis.from_url(str(settings.broker_url), **REDIS_TIMEOUTS)
 
     def publish(self, batch_id: str) -> None:
-        self._app.send_task(self._task, args=[batch_id], queue=self._queue)
+        """Send the batch's message, waiting out a broker that is briefly out of reach."""
+        send = functools.partial(
+            self._app.send_task, self._task, args=[batch_id], queue=self._queue
+        )
+        ride_out(send, service=BROKER)
 
     def depth(self) -> int:
-        return int(self._redis.llen(self._queue))
+        return int(ride_out(functools.partial(self._redis.llen, self._queue), service=BROKER))
 
     def drain(self) -> None:
         pass  # the workers run the batches, on their own time

@@ -1,12 +1,14 @@
-"""Re-publishing batches whose worker died, so they are taken over within a minute, and
-ending jobs whose producer walked away.
+"""Publishing again the batches whose message was lost, taking over those whose worker
+died, and ending jobs whose producer walked away.
 
-Every worker process runs one reaper thread. A batch whose lease ran out is
-published again, and so is a released batch no worker took again in time (the
-message meant to re-queue it was lost); whichever worker claims it first runs it
-(claims are guarded in the ledger, so several reapers publishing the same batch is
-harmless). An open job nothing was added to for ``abandon_after_seconds`` and never
-sealed (its producer was killed, or lost the API) is ended with what it got.
+Every worker process runs one reaper thread; each round, one of them (whichever takes
+the ledger's turn first) asks the ledger which batches need a message (see
+``jobs.publishing``): a batch whose lease ran out, one overtaken by later batches, one
+the broker's queue has no room for (the broker restarted empty, a retry died with its
+worker), one never published. Each is published once a period across all workers; a
+duplicate message is harmless anyway, since claims are guarded in the ledger. An open
+job nothing was added to for ``abandon_after_seconds`` and never sealed (its producer
+was killed, or lost the API) is ended with what it got.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
+from embedq.outages import Outage
 from embedq.workers.context import WorkerContext
 from embedq.workers.qdrant_store import QdrantStore
 from embedq.workers.reindex import ingestion_ended
@@ -28,6 +31,10 @@ logger = logging.getLogger(__name__)
 # at most lease + interval = 40 s after its last renewal.
 REAP_INTERVAL_S = 10.0
 
+# the job kinds that share the ingestion queue; re-index batches have a queue of their own
+INGEST_LANE = frozenset(kind for kind in jobs.JobKind if kind != jobs.JobKind.reindex)
+REINDEX_LANE = frozenset({jobs.JobKind.reindex})
+
 
 class Reaper:
     def __init__(
@@ -35,11 +42,17 @@ class Reaper:
         context: WorkerContext,
         *,
         publish: Callable[[str], object],
+        depth: Callable[[str], int] | None = None,
         interval: float = REAP_INTERVAL_S,
     ) -> None:
         self._context = context
         self._publish = publish
+        self._depth = depth
         self._interval = interval
+        self._ledger = Outage("the ledger database", logger)
+        self._broker = Outage("the broker (Redis)", logger)
+        # beyond the queue's depth last round: published if still so this round
+        self._suspects: frozenset[str] = frozenset()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="embedq-reaper", daemon=True)
 
@@ -49,27 +62,49 @@ class Reaper:
     def stop(self) -> None:
         self._stop.set()
 
-    def reap_once(self) -> list[str]:
-        sessions = self._context.sessions
-        expired = jobs.expired_batches(sessions)
-        for batch_id in expired:
-            logger.warning("lease on batch %s expired: publishing it again", batch_id)
-            self._publish(batch_id)
-        stranded = jobs.take_stranded_batches(sessions)
-        for batch_id in stranded:
-            logger.warning("released batch %s was not taken again: publishing it again", batch_id)
-            self._publish(batch_id)
+    def reap_once(self) -> list[jobs.Republish]:
+        """One round: publish what needs a message, end abandoned jobs; what was published."""
         context = self._context
-        idle = context.settings.abandon_after_seconds
-        end_abandoned(sessions, context.store, self._publish, idle_seconds=idle)
-        return expired + stranded
+        settings = context.settings
+        lanes = [
+            jobs.Lane(INGEST_LANE, self._queue_depth(settings.queue)),
+            jobs.Lane(REINDEX_LANE, self._queue_depth(settings.reindex_queue)),
+        ]
+        judged = jobs.take_batches_to_publish(
+            context.sessions, lanes=lanes, suspects=self._suspects
+        )
+        self._suspects = judged.suspects
+        due = judged.publish
+        for item in due:
+            log = logger.info if item.reason == "never published" else logger.warning
+            log("batch %s: %s: publishing it", item.batch_id, item.reason)
+            self._publish(item.batch_id)
+        idle = settings.abandon_after_seconds
+        end_abandoned(context.sessions, context.store, self._publish, idle_seconds=idle)
+        return due
+
+    def _queue_depth(self, queue: str) -> int | None:
+        """Messages waiting in ``queue``; None when the broker cannot say right now."""
+        if self._depth is None:
+            return None
+        try:
+            depth = self._depth(queue)
+        except Exception as error:
+            self._broker.failed(error)
+            return None
+        self._broker.succeeded()
+        return depth
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
                 self.reap_once()
-            except Exception:  # the ledger may be briefly unreachable; try again next round
+            except jobs.LedgerUnavailableError as error:
+                self._ledger.failed(error)  # logged once; the next round tries again
+            except Exception:  # a broker that fails mid-round: what was judged waits a period
                 logger.warning("reaper round failed", exc_info=True)
+            else:
+                self._ledger.succeeded()
 
 
 def end_abandoned(

@@ -111,7 +111,10 @@ def write_retrier(settings: Settings, publish_again: Republish) -> OnError:
             return
         delay = settings.lease_seconds
         logger.warning("writing batch %s failed (%s): queued in %.0f s", batch_id, error, delay)
-        publish_again(batch_id, delay)
+        try:
+            publish_again(batch_id, delay)
+        except Exception as lost:  # the ledger keeps it queued: a reaper publishes it later
+            logger.warning("batch %s was not queued again (%s): left to a reaper", batch_id, lost)
 
     return retry_write
 
@@ -128,7 +131,11 @@ def _connect_process_signals(
         if settings.qdrant_url is not None:  # a local folder's client keeps to one thread
             context.writer = BatchWriter(on_error=write_retrier(settings, publish_again))
         context.publish_reindex = publish_reindex
-        reaper = Reaper(context, publish=lambda batch_id: publish_again(batch_id, None))
+        reaper = Reaper(
+            context,
+            publish=lambda batch_id: publish_again(batch_id, None),
+            depth=queue_depth(settings),
+        )
         reaper.start()
         _process["reaper"] = reaper
 
@@ -140,6 +147,16 @@ def _connect_process_signals(
         context = _process.get("context")
         if isinstance(context, WorkerContext) and context.writer is not None:
             context.writer.close()
+
+
+def queue_depth(settings: Settings) -> Callable[[str], int]:
+    """How many messages wait in one of the broker's queues (Redis lists)."""
+    import redis
+
+    from embedq.workers.queues import REDIS_TIMEOUTS
+
+    client = redis.Redis.from_url(str(settings.broker_url), **REDIS_TIMEOUTS)
+    return lambda queue: int(client.llen(queue))
 
 
 def worker_context(settings: Settings) -> WorkerContext:

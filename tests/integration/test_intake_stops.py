@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from embedq import jobs
+from embedq import jobs, outages
 from embedq.api import cli, producer
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
@@ -378,3 +379,29 @@ def test_on_embedded_defaults_the_next_command_ends_an_abandoned_job(tmp_path):
     assert [f.reason for f in later.failures(job_id)] == [view.error]
     fresh = jobs.create_job(later.sessions, kind="ingest", collection="c", model="m")
     assert Client(settings).status(fresh).status == "pending"  # a live one is left alone
+
+
+def test_a_broker_that_stays_away_fails_the_job_with_the_reason(
+    tmp_path, postgres_schema_url, model, monkeypatch
+):
+    monkeypatch.setattr(outages, "SERVICE_WAIT_S", 2.0)
+    with socket.socket() as probe:  # a port nothing listens on: a broker that is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=postgres_schema_url,
+        broker_url=f"redis://127.0.0.1:{port}/0",
+    )
+    client = Client(settings)
+    client.migrate()
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(f'{{"id": "d{i}", "text": "text {i}"}}\n' for i in range(5)))
+
+    with pytest.raises(outages.ServiceOutageError, match="the broker \\(Redis\\) was out of reach"):
+        client.ingest([path], collection="c", model=model, batch_size=2, outputs="dense")
+
+    view = the_job(client)
+    assert view.status == "failed"  # nothing was recorded, so nothing is lost silently
+    assert view.error.startswith("intake stopped after 0 documents: ServiceOutageError: ")
+    assert "the broker (Redis) was out of reach for" in view.error

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text, updat
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.jobs.constants import REPUBLISH_RELEASED_AFTER_SECONDS, VERSION_TABLE
+from embedq.jobs.constants import REAPER_LOCK_KEY, REPUBLISH_PERIOD_SECONDS, VERSION_TABLE
 from embedq.jobs.schema import BatchPayload
 
 Sessions = sessionmaker[Session]
@@ -527,31 +527,155 @@ def test_a_released_batch_can_be_claimed_again_at_once(sessions: Sessions) -> No
     assert not jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-1")
     assert jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-0")
     assert jobs.queued_batches(sessions, job_id=job_id) == [ref.id]
-    assert claim(sessions, ref.id, "gpu-1").attempt == 2
+    # a passing failure is not a lost attempt: a long outage never fails the batch
+    assert claim(sessions, ref.id, "gpu-1").attempt == 1
 
 
-def test_a_released_batch_no_worker_took_is_handed_to_a_reaper_once_a_period(
+PERIOD = timedelta(seconds=REPUBLISH_PERIOD_SECONDS)
+INGEST = frozenset({jobs.JobKind.ingest})
+
+
+def to_publish(sessions: Sessions, now: datetime, depth: int | None = None) -> list[str]:
+    """What a reaper's two rounds in a row would publish, with the ingestion queue holding
+    ``depth`` (one beyond the queue's depth is published when it is so in both)."""
+    lanes = [jobs.Lane(INGEST, depth)]
+    first = jobs.take_batches_to_publish(sessions, lanes=lanes, now=now)
+    second = jobs.take_batches_to_publish(sessions, lanes=lanes, suspects=first.suspects, now=now)
+    return [t.batch_id for t in first.publish + second.publish]
+
+
+def test_a_batch_beyond_the_depth_for_one_round_only_is_not_published(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    ref = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    later = datetime.now(timezone.utc) + PERIOD + timedelta(seconds=1)
+    lanes = [jobs.Lane(INGEST, 0)]  # a worker has just taken its message, not claimed it yet
+
+    first = jobs.take_batches_to_publish(sessions, lanes=lanes, now=later)
+    assert (first.publish, first.suspects) == ([], frozenset({ref.id}))
+    claim(sessions, ref.id, now=later + timedelta(seconds=1))
+    second = jobs.take_batches_to_publish(
+        sessions, lanes=lanes, suspects=first.suspects, now=later + timedelta(seconds=10)
+    )
+    assert (second.publish, second.suspects) == ([], frozenset())
+
+
+def test_a_released_batch_whose_retry_message_was_lost_is_published_once_a_period(
     sessions: Sessions,
 ) -> None:
     job_id = new_job(sessions)
     ref = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
-    untouched = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))  # never claimed
     t0 = datetime.now(timezone.utc)
     claim(sessions, ref.id, "gpu-0", now=t0)
-    assert jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-0", now=t0)
-    period = timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS)
+    # released after a passing failure, its retry due in 30 s; then the message is lost
+    assert jobs.release_batch(sessions, batch_id=ref.id, worker="gpu-0", retry_in=30, now=t0)
+    due = t0 + timedelta(seconds=30)
 
-    assert jobs.take_stranded_batches(sessions, now=t0 + period - timedelta(seconds=1)) == []
-    assert jobs.take_stranded_batches(sessions, now=t0 + period + timedelta(seconds=1)) == [ref.id]
-    # taken: the next reaper round, or another reaper, does not get it again this period
-    assert jobs.take_stranded_batches(sessions, now=t0 + period + timedelta(seconds=2)) == []
-    assert jobs.take_stranded_batches(sessions, now=t0 + 2 * period + timedelta(seconds=2)) == [
-        ref.id
-    ]
-    # claimed again: no longer released, whatever the clock says
-    claim(sessions, ref.id, "gpu-1", now=t0 + 2 * period + timedelta(seconds=3))
-    assert jobs.take_stranded_batches(sessions, now=t0 + 10 * period) == []
-    assert untouched.id not in jobs.take_stranded_batches(sessions, now=t0 + 10 * period)
+    assert to_publish(sessions, due + PERIOD - timedelta(seconds=1), depth=0) == []
+    assert to_publish(sessions, due + PERIOD + timedelta(seconds=1), depth=1) == []  # in the queue
+    assert to_publish(sessions, due + PERIOD + timedelta(seconds=1), depth=0) == [ref.id]
+    # stamped: neither the next round nor another reaper publishes it again this period
+    assert to_publish(sessions, due + PERIOD + timedelta(seconds=2), depth=0) == []
+    assert to_publish(sessions, due + 2 * PERIOD + timedelta(seconds=2), depth=0) == [ref.id]
+    claim(sessions, ref.id, "gpu-1", now=due + 2 * PERIOD + timedelta(seconds=3))
+    assert to_publish(sessions, due + 2 * PERIOD + timedelta(seconds=40), depth=0) == []
+    [batch] = jobs.list_batches(sessions, job_id=job_id)
+    assert batch.publishes == 4  # the producer's, the retry's, and two re-publishes
+
+
+def test_only_the_oldest_batches_the_broker_has_no_message_for_are_published_again(
+    sessions: Sessions,
+) -> None:
+    job_id = new_job(sessions)
+    refs = [jobs.add_batch(sessions, job_id=job_id, documents=documents(1)) for _ in range(5)]
+    later = datetime.now(timezone.utc) + PERIOD + timedelta(seconds=1)
+
+    # five waiting, three messages in the queue: the broker lost two, presumably the oldest
+    assert to_publish(sessions, later, depth=3) == [refs[0].id, refs[1].id]
+    assert to_publish(sessions, later, depth=None) == []  # the broker cannot say: no guess
+
+
+def test_a_deep_healthy_queue_is_never_published_again(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    refs = [jobs.add_batch(sessions, job_id=job_id, documents=documents(1)) for _ in range(40)]
+    t0 = datetime.now(timezone.utc)
+    # workers take them in order, one every 3 s, while each waits minutes for its turn
+    for i, ref in enumerate(refs):
+        now = t0 + timedelta(seconds=3 * i)
+        assert to_publish(sessions, now, depth=len(refs) - i) == []
+        claim(sessions, ref.id, f"gpu-{i % 2}", now=now + timedelta(seconds=1))
+        complete(sessions, ref.id, 1)
+    assert all(b.publishes == 1 for b in jobs.list_batches(sessions, job_id=job_id))
+
+
+def test_a_batch_overtaken_by_a_later_one_lost_its_message(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    lost = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    t0 = datetime.now(timezone.utc)
+    later = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    # the later batch is published a while after, and taken: the queue is first in, first out
+    with jobs.db.transaction(sessions) as s:
+        s.execute(
+            update(jobs.schema.Batch)
+            .where(jobs.schema.Batch.id == later.id)
+            .values(published_at=t0 + timedelta(seconds=20))
+        )
+    claim(sessions, later.id, now=t0 + timedelta(seconds=21))
+
+    # not judged until the overtaking claim is a period old, whatever the broker holds
+    assert to_publish(sessions, t0 + timedelta(seconds=21) + PERIOD - timedelta(seconds=1)) == []
+    assert to_publish(sessions, t0 + timedelta(seconds=22) + PERIOD) == [lost.id]
+
+
+def test_an_expired_lease_is_published_once_a_period(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    ref = jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    t0 = datetime.now(timezone.utc)
+    claim(sessions, ref.id, lease_seconds=60, now=t0)
+    expired = t0 + timedelta(seconds=61)
+
+    assert to_publish(sessions, t0 + timedelta(seconds=59)) == []
+    assert to_publish(sessions, expired) == [ref.id]
+    assert to_publish(sessions, expired + timedelta(seconds=10)) == []
+    assert to_publish(sessions, expired + PERIOD + timedelta(seconds=1)) == [ref.id]
+
+
+def test_a_batch_of_another_queue_is_not_judged_by_this_queues_depth(sessions: Sessions) -> None:
+    reindex = jobs.create_job(sessions, kind="reindex", collection="papers", model="bge-m3")
+    ref = jobs.add_batch(sessions, job_id=reindex, documents=documents(1))
+    later = datetime.now(timezone.utc) + PERIOD + timedelta(seconds=1)
+
+    assert to_publish(sessions, later, depth=0) == []  # only the ingestion lane was given
+    lanes = [jobs.Lane(frozenset({jobs.JobKind.reindex}), 0)]
+    first = jobs.take_batches_to_publish(sessions, lanes=lanes, now=later)
+    taken = jobs.take_batches_to_publish(sessions, lanes=lanes, suspects=first.suspects, now=later)
+    assert [t.batch_id for t in taken.publish] == [ref.id]
+
+
+def test_one_reaper_judges_at_a_time(sessions: Sessions, engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock already makes reapers take turns")
+    job_id = new_job(sessions)
+    jobs.add_batch(sessions, job_id=job_id, documents=documents(1))
+    later = datetime.now(timezone.utc) + PERIOD + timedelta(seconds=1)
+    with engine.connect() as other, other.begin():
+        key = {"key": REAPER_LOCK_KEY}
+        assert other.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), key)
+        assert to_publish(sessions, later, depth=0) == []  # another reaper is at it
+    assert len(to_publish(sessions, later, depth=0)) == 1
+
+
+def test_a_batch_recorded_twice_under_one_id_is_added_once(sessions: Sessions) -> None:
+    job_id = new_job(sessions)
+    first = jobs.add_batch(sessions, job_id=job_id, documents=documents(3), batch_id="b" * 32)
+    again = jobs.add_batch(sessions, job_id=job_id, documents=documents(3), batch_id="b" * 32)
+
+    assert again == first
+    view = job(sessions, job_id)
+    assert (view.batches_total, view.documents_total) == (1, 3)
+    with pytest.raises(jobs.InvalidBatchError):
+        jobs.add_batch(
+            sessions, job_id=new_job(sessions), documents=documents(1), batch_id="b" * 32
+        )
 
 
 def test_a_batch_that_keeps_losing_its_worker_fails_after_max_attempts(sessions: Sessions) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -141,3 +142,35 @@ def test_running_a_batch_twice_counts_it_once(client, tmp_path, build_model):
     assert again.status == "skipped"
     view = client.status(job_id)
     assert (view.documents_done, view.batches_done) == (6, 1)
+
+
+class TakenOverMeanwhile(FittingEmbedder):
+    """Embeds, but meanwhile this worker was cut off and another took its batch over."""
+
+    def __init__(self, sessions) -> None:
+        super().__init__(fits=100)
+        self.sessions = sessions
+
+    def embed(self, texts):
+        [job] = jobs.list_jobs(self.sessions)
+        for batch in jobs.list_batches(self.sessions, job_id=job.id):
+            if batch.status == "running":  # its lease ran out; a reaper gave it to another
+                later = batch.lease_expires_at + timedelta(seconds=1)
+                assert jobs.claim_batch(self.sessions, batch_id=batch.id, worker="other", now=later)
+        return super().embed(texts)
+
+
+def test_a_batch_taken_over_while_it_embedded_is_dropped_and_nothing_written(
+    client, tmp_path, build_model
+):
+    run_with(client, TakenOverMeanwhile(client.sessions))
+    path = corpus_file(tmp_path / "in.jsonl", 4)
+    model = str(build_model(style="bert", m3_heads=False, shape=None))
+    job_id = client.ingest([path], collection="c", model=model, outputs="dense")
+
+    [batch] = jobs.list_batches(client.sessions, job_id=job_id)
+    assert (batch.status, batch.lease_owner, batch.attempts) == ("running", "other", 2)
+    view = client.status(job_id)
+    assert view.documents_done == 0
+    physical = str(view.options["physical_collection"])
+    assert client.store.client.count(physical, exact=True).count == 0

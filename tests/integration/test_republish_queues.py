@@ -17,14 +17,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 from celery import Celery
+from sqlalchemy import update
 
 from embedq import jobs
-from embedq.jobs.constants import REPUBLISH_RELEASED_AFTER_SECONDS
+from embedq.jobs.constants import REPUBLISH_PERIOD_SECONDS
+from embedq.jobs.schema import Batch
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
 from embedq.workers.context import WorkerContext
 from embedq.workers.reaper import Reaper
-from embedq.workers.tasks import Republish, republisher
+from embedq.workers.tasks import Republish, queue_depth, republisher
 
 
 @dataclass
@@ -34,6 +36,14 @@ class Broker:
     redis: redis.Redis
     context: WorkerContext
     publish_again: Republish
+
+    def reaper(self) -> Reaper:
+        """A reaper wired as a worker process wires its own (tasks._connect_process_signals)."""
+        return Reaper(
+            self.context,
+            publish=lambda batch_id: self.publish_again(batch_id, None),
+            depth=queue_depth(self.settings),
+        )
 
     def messages(self, queue: str) -> list[dict]:
         """The messages waiting in a queue, oldest first (kombu pushes on the left)."""
@@ -65,8 +75,10 @@ def broker(tmp_path, postgres_schema_url, redis_url) -> Iterator[Broker]:
 def batch_of(sessions, kind: jobs.JobKind, *, expired: bool = False) -> str:
     job_id = jobs.create_job(sessions, kind=kind, collection="c", model="m")
     batch_id = jobs.add_batch(sessions, job_id=job_id, documents=[{"id": "d", "text": "t"}]).id
-    if expired:  # claimed by a worker that died a minute ago
-        then = datetime.now(timezone.utc) - timedelta(minutes=1)
+    if expired:  # published and claimed by a worker that died two minutes ago
+        then = datetime.now(timezone.utc) - timedelta(minutes=2)
+        with jobs.db.transaction(sessions) as s:
+            s.execute(update(Batch).where(Batch.id == batch_id).values(published_at=then))
         claim = jobs.claim_batch(sessions, batch_id=batch_id, worker="gone", now=then)
         assert claim is not None
     return batch_id
@@ -81,10 +93,9 @@ def test_the_reaper_sends_each_expired_batch_to_its_kinds_queue(broker: Broker):
     sessions = broker.context.sessions
     reindexed = batch_of(sessions, jobs.JobKind.reindex, expired=True)
     ingested = batch_of(sessions, jobs.JobKind.ingest, expired=True)
-    # as a worker process wires its reaper (see tasks._connect_process_signals)
-    reaper = Reaper(broker.context, publish=lambda batch_id: broker.publish_again(batch_id, None))
+    reaper = broker.reaper()
 
-    assert sorted(reaper.reap_once()) == sorted([reindexed, ingested])
+    assert sorted(t.batch_id for t in reaper.reap_once()) == sorted([reindexed, ingested])
 
     [on_reindex] = broker.messages(broker.settings.reindex_queue)
     [on_ingest] = broker.messages(broker.settings.queue)
@@ -96,13 +107,15 @@ def test_the_reaper_sends_each_expired_batch_to_its_kinds_queue(broker: Broker):
 def test_the_reaper_rescues_a_released_batch_whose_message_was_lost(broker: Broker):
     sessions = broker.context.sessions
     batch_id = batch_of(sessions, jobs.JobKind.reindex)
-    long_ago = datetime.now(timezone.utc) - timedelta(seconds=REPUBLISH_RELEASED_AFTER_SECONDS + 60)
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=REPUBLISH_PERIOD_SECONDS + 60)
     assert jobs.claim_batch(sessions, batch_id=batch_id, worker="w", now=long_ago) is not None
     # released after a passing failure; the message meant to bring it back was never sent
     assert jobs.release_batch(sessions, batch_id=batch_id, worker="w", now=long_ago)
-    reaper = Reaper(broker.context, publish=lambda batch_id: broker.publish_again(batch_id, None))
+    reaper = broker.reaper()
 
-    assert reaper.reap_once() == [batch_id]
+    # missing from the queue in two rounds in a row: its message was lost
+    assert reaper.reap_once() == []
+    assert [t.batch_id for t in reaper.reap_once()] == [batch_id]
     assert reaper.reap_once() == []  # once a period, not once a round
 
     [message] = broker.messages(broker.settings.reindex_queue)

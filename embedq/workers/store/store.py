@@ -116,6 +116,11 @@ class QdrantStore:
             params = self.client.get_collection(physical).config.params
         return shape_from_params(physical, params)
 
+    def ping(self) -> None:
+        """Raise ``QdrantUnavailableError`` unless Qdrant answers a trivial request."""
+        with translated("list collections"):
+            self.client.get_collections()
+
     def count(self, physical: str) -> int:
         """The exact number of points in a collection."""
         with translated(f"count points in {physical!r}"):

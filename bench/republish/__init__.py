@@ -1,0 +1,1 @@
+"""How many duplicate messages the reapers send in a normal run (``python -m bench.republish``)."""

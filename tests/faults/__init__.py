@@ -1,0 +1,1 @@
+"""Fault tests: real services stopped, crashed, emptied and cut off while embedq works."""
