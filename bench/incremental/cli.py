@@ -26,12 +26,11 @@ from typing import Any
 from qdrant_client import models as qm
 
 from bench.pipeline.services import ledger_schema, qdrant_collections, run_tag
-from bench.runtime.report import device_name, slug, versions
+from bench.runtime.report import device_name, record, versions
 from embedq.api.client import Client
 from embedq.settings import Settings
 from embedq.workers.store import documents as stored
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CHANGED_EVERY = 100  # 1% of the documents
 SKIP_TIME_TARGET = 0.05
@@ -41,11 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = Path(args.out or RESULTS / f"incremental-{slug(result['device'])}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    record(result, "incremental", args.out)
     return 0
 
 

@@ -36,13 +36,12 @@ from bench.pipeline.services import (
     queue_name,
     run_tag,
 )
-from bench.runtime.report import device_name, slug, versions
+from bench.runtime.report import device_name, record, versions
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.models.synthetic import build_encoder
 from embedq.settings import Settings
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REPUBLISHED = re.compile(r"batch \w+: (.+): publishing it")
 TARGET_DUPLICATE_RATE = 0.01
@@ -52,11 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = Path(args.out or RESULTS / f"republish-{slug(result['device'])}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    record(result, "republish", args.out)
     return 0 if result["duplicate_rate"] <= TARGET_DUPLICATE_RATE else 1
 
 

@@ -73,6 +73,20 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
 
 
+def record(result: dict[str, Any], name: str, out: str | Path | None = None) -> Path:
+    """Print a benchmark's JSON result and write it to ``out``, by default to
+    ``bench/results/<name>-<device>.json``; returns where it went."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    default = (
+        Path(__file__).resolve().parents[1] / "results" / f"{name}-{slug(result['device'])}.json"
+    )
+    path = Path(out or default)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return path
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for package in ("torch", "transformers", "FlagEmbedding", "sentence-transformers", "embedq"):
