@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from embedq.errors import RetryableError
@@ -26,6 +26,10 @@ SERVICE_WAIT_S = 120.0
 
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 10.0
+
+# how the logs and errors name the services
+LEDGER = "the ledger database"
+BROKER = "the broker (Redis)"
 
 
 class ServiceOutageError(RetryableError):
@@ -71,6 +75,14 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def backoff() -> Iterator[float]:
+    """Pauses between tries: doubling from ``FIRST_PAUSE_S`` up to ``MAX_PAUSE_S``, forever."""
+    pause = FIRST_PAUSE_S
+    while True:
+        yield pause
+        pause = min(pause * 2, MAX_PAUSE_S)
+
+
 def ride_out(action: Callable[[], T], *, service: str, limit_s: float | None = None) -> T:
     """``action()``, retried with backoff while ``service`` is out of reach, up to ``limit_s``.
 
@@ -78,8 +90,8 @@ def ride_out(action: Callable[[], T], *, service: str, limit_s: float | None = N
     effect just before the connection broke.
     """
     limit = SERVICE_WAIT_S if limit_s is None else limit_s
-    outage, pause = Outage(service), FIRST_PAUSE_S
-    while True:
+    outage = Outage(service)
+    for pause in backoff():
         try:
             result = action()
         except transient_errors() as error:
@@ -89,10 +101,10 @@ def ride_out(action: Callable[[], T], *, service: str, limit_s: float | None = N
                     f"{service} was out of reach for {outage.seconds:.0f} s: {error}"
                 ) from error
             time.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE_S)
             continue
         outage.succeeded()
         return result
+    raise AssertionError("backoff() never ends")
 
 
 class ServiceGate:
@@ -120,12 +132,12 @@ class ServiceGate:
         self._outage.succeeded()
 
     def wait(self, limit_s: float = SERVICE_WAIT_S) -> None:
-        pause, deadline = FIRST_PAUSE_S, time.monotonic() + limit_s
+        deadline = time.monotonic() + limit_s
+        pauses = backoff()
         while self._closed.is_set() and time.monotonic() < deadline:
             try:
                 self._probe()
             except transient_errors():
-                time.sleep(pause)
-                pause = min(pause * 2, MAX_PAUSE_S)
+                time.sleep(next(pauses))
                 continue
             self.succeeded()

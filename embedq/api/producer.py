@@ -28,7 +28,7 @@ from embedq.api.screening import Screen
 from embedq.api.stopping import stop_reason
 from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
-from embedq.outages import ride_out
+from embedq.outages import LEDGER, ride_out
 from embedq.workers.qdrant_store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue, InProcessQueue
 from embedq.workers.reindex import ingestion_ended
@@ -41,7 +41,6 @@ BACKPRESSURE_POLL_S = 0.5
 # While held back by a full queue, a producer shows the ledger it is alive this often,
 # so its job is not taken for abandoned (settings.abandon_after_seconds).
 HEARTBEAT_S = 30.0
-LEDGER = "the ledger database"
 
 Item = TypeVar("Item")
 

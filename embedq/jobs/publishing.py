@@ -43,6 +43,7 @@ from embedq.jobs.constants import (
 from embedq.jobs.db import transaction
 from embedq.jobs.schema import Batch, Job
 from embedq.jobs.status import BatchStatus, JobKind
+from embedq.jobs.steps import apply
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,20 @@ class Lane:
     depth: int | None  # None: unknown (the broker is out of reach), so not judged by it
 
 
+NEVER_PUBLISHED = "never published"
+
+
 @dataclass(frozen=True)
 class Republish:
     """A batch to publish again, and why."""
 
     batch_id: str
     reason: str
+
+    @property
+    def lost(self) -> bool:
+        """Whether its message went missing (rather than nothing ever sent one)."""
+        return self.reason != NEVER_PUBLISHED
 
 
 @dataclass(frozen=True)
@@ -102,15 +111,8 @@ def take_unpublished(
 ) -> list[str]:
     """The job's queued batches nothing published yet (a sync's sweep), stamped published."""
     now = moment(now)
-    query = _lockable(
-        select(Batch.id).where(
-            Batch.job_id == job_id,
-            Batch.status == BatchStatus.queued,
-            Batch.published_at.is_(None),
-        )
-    )
     with transaction(sessions) as s:
-        batch_ids = list(s.scalars(query))
+        batch_ids = [t.batch_id for t in _never_published(s, job_id=job_id)]
         _stamp(s, batch_ids, now)
         return batch_ids
 
@@ -122,9 +124,13 @@ def _reapers_turn(s: Session) -> bool:
     return bool(taken)
 
 
-def _never_published(s: Session, *, limit: int) -> list[Republish]:
+def _never_published(
+    s: Session, *, limit: int = PUBLISH_ROUND_LIMIT, job_id: str | None = None
+) -> list[Republish]:
     query = select(Batch.id).where(Batch.status == BatchStatus.queued, Batch.published_at.is_(None))
-    return _taken(s, query.order_by(Batch.created_at).limit(limit), "never published")
+    if job_id is not None:
+        query = query.where(Batch.job_id == job_id)
+    return _taken(s, query.order_by(Batch.created_at).limit(limit), NEVER_PUBLISHED)
 
 
 def _expired_leases(s: Session, now: datetime, since: datetime, *, limit: int) -> list[Republish]:
@@ -196,9 +202,5 @@ def _lockable(query: Select[tuple[str]]) -> Select[tuple[str]]:
 
 def _stamp(s: Session, batch_ids: Sequence[str], now: datetime) -> None:
     if batch_ids:
-        s.execute(
-            update(Batch)
-            .where(Batch.id.in_(list(batch_ids)))
-            .values(published_at=now, publishes=Batch.publishes + 1),
-            execution_options={"synchronize_session": False},
-        )
+        stamped = update(Batch).where(Batch.id.in_(list(batch_ids)))
+        apply(s, stamped.values(published_at=now, publishes=Batch.publishes + 1))

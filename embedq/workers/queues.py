@@ -14,14 +14,13 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from embedq.outages import ride_out
+from embedq.outages import BROKER, ride_out
 from embedq.settings import Settings
 from embedq.workers.qdrant_store import QdrantStore
 from embedq.workers.writer import BatchWriter, on_writer_thread
 
 logger = logging.getLogger(__name__)
 
-BROKER = "the broker (Redis)"
 # a cut-off connection fails in seconds instead of hanging on the kernel's timeouts
 REDIS_TIMEOUTS = {"socket_timeout": 10, "socket_connect_timeout": 5, "socket_keepalive": True}
 
@@ -87,14 +86,12 @@ class CeleryQueue:
     """
 
     def __init__(self, settings: Settings, *, reindex: bool = False) -> None:
-        import redis
-
         from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
 
         self._app = make_celery(settings)
         self._queue = settings.reindex_queue if reindex else settings.queue
         self._task = REINDEX_BATCH if reindex else EMBED_BATCH
-        self._redis = redis.Redis.from_url(str(settings.broker_url), **REDIS_TIMEOUTS)
+        self._depth = queue_depth(settings)
 
     def publish(self, batch_id: str) -> None:
         """Send the batch's message, waiting out a broker that is briefly out of reach."""
@@ -104,10 +101,19 @@ class CeleryQueue:
         ride_out(send, service=BROKER)
 
     def depth(self) -> int:
-        return int(ride_out(functools.partial(self._redis.llen, self._queue), service=BROKER))
+        return ride_out(functools.partial(self._depth, self._queue), service=BROKER)
 
     def drain(self) -> None:
         pass  # the workers run the batches, on their own time
+
+
+def queue_depth(settings: Settings) -> Callable[[str], int]:
+    """How many messages wait in one of the broker's queues (a Redis list), asked at once:
+    a broker out of reach raises, in seconds."""
+    import redis
+
+    client = redis.Redis.from_url(str(settings.broker_url), **REDIS_TIMEOUTS)
+    return lambda queue: int(client.llen(queue))
 
 
 def make_queue(

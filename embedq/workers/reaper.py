@@ -20,7 +20,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.outages import Outage
+from embedq.outages import BROKER, LEDGER, Outage
 from embedq.workers.context import WorkerContext
 from embedq.workers.qdrant_store import QdrantStore
 from embedq.workers.reindex import ingestion_ended
@@ -49,8 +49,8 @@ class Reaper:
         self._publish = publish
         self._depth = depth
         self._interval = interval
-        self._ledger = Outage("the ledger database", logger)
-        self._broker = Outage("the broker (Redis)", logger)
+        self._ledger = Outage(LEDGER, logger)
+        self._broker = Outage(BROKER, logger)
         # beyond the queue's depth last round: published if still so this round
         self._suspects: frozenset[str] = frozenset()
         self._stop = threading.Event()
@@ -76,7 +76,7 @@ class Reaper:
         self._suspects = judged.suspects
         due = judged.publish
         for item in due:
-            log = logger.info if item.reason == "never published" else logger.warning
+            log = logger.warning if item.lost else logger.info
             log("batch %s: %s: publishing it", item.batch_id, item.reason)
             self._publish(item.batch_id)
         idle = settings.abandon_after_seconds

@@ -26,6 +26,7 @@ from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
+from embedq.workers.queues import queue_depth
 from embedq.workers.reaper import Reaper
 from embedq.workers.writer import BatchWriter, OnError
 
@@ -147,16 +148,6 @@ def _connect_process_signals(
         context = _process.get("context")
         if isinstance(context, WorkerContext) and context.writer is not None:
             context.writer.close()
-
-
-def queue_depth(settings: Settings) -> Callable[[str], int]:
-    """How many messages wait in one of the broker's queues (Redis lists)."""
-    import redis
-
-    from embedq.workers.queues import REDIS_TIMEOUTS
-
-    client = redis.Redis.from_url(str(settings.broker_url), **REDIS_TIMEOUTS)
-    return lambda queue: int(client.llen(queue))
 
 
 def worker_context(settings: Settings) -> WorkerContext:

@@ -25,8 +25,9 @@ from embedq.jobs.schema import Batch
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH, make_celery
 from embedq.workers.context import WorkerContext
+from embedq.workers.queues import queue_depth
 from embedq.workers.reaper import Reaper
-from embedq.workers.tasks import Republish, queue_depth, republisher
+from embedq.workers.tasks import Republish, republisher
 
 
 @dataclass
