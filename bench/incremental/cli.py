@@ -29,7 +29,7 @@ from bench.pipeline.services import ledger_schema, qdrant_collections, run_tag
 from bench.runtime.report import device_name, record, versions
 from embedq.api.client import Client
 from embedq.settings import Settings
-from embedq.workers.store import documents as stored
+from embedq.store import documents as stored
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CHANGED_EVERY = 100  # 1% of the documents

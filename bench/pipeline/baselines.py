@@ -11,11 +11,11 @@ from qdrant_client import models as qm
 from bench.pipeline.config import LOGGER
 from bench.pipeline.nullmodel import NullEmbedder
 from bench.runtime.measure import now
-from embedq.api.reader import Document
+from embedq.api.ingest.reader import Document
+from embedq.store import CollectionShape, PointData, QdrantStore
+from embedq.store.points import checked_size, point_struct, request_spans
 from embedq.workers.context import BatchEmbedder
 from embedq.workers.pipeline import summarise
-from embedq.workers.qdrant_store import CollectionShape, PointData, QdrantStore
-from embedq.workers.store.points import checked_size, point_struct, request_spans
 
 logger = logging.getLogger(LOGGER)
 

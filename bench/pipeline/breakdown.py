@@ -18,7 +18,7 @@ SETUP_STEPS = ("describe_model", "collection", "create_job")
 STAGE_LEGEND = {
     "producer_setup": "describe_model, ensure_collection + begin_bulk_load, the job's creation "
     "(CollectionGuard.create_job)",
-    "producer_read": "reading and parsing the JSON Lines file (embedq.api.reader)",
+    "producer_read": "reading and parsing the JSON Lines file (embedq.api.ingest.reader)",
     "producer_batch": "intake checks, duplicate ids and length bucketing (read excluded)",
     "producer_add_batch": "jobs.add_batch: recording each batch and its documents in Postgres",
     "producer_publish": "queue.publish, less the batch run inside it in-process",

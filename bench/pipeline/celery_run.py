@@ -30,7 +30,7 @@ from bench.pipeline.instruments import Stopwatch, TimedQueue, producer_instrumen
 from bench.pipeline.session import BenchSession
 from bench.runtime.measure import now
 from embedq import jobs
-from embedq.api.producer import IngestRequest, submit
+from embedq.api.ingest.producer import IngestRequest, submit
 from embedq.settings import Settings
 from embedq.workers.queues import BatchQueue, make_queue
 

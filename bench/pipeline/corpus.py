@@ -10,9 +10,9 @@ from typing import TypeVar
 
 from bench.runtime.config import DATA
 from bench.runtime.corpus import mixed_corpus, read_documents
-from embedq.api.batching import length_bucketed
-from embedq.api.reader import Document
-from embedq.api.reader import read_documents as read_input
+from embedq.api.ingest.batching import length_bucketed
+from embedq.api.ingest.reader import Document
+from embedq.api.ingest.reader import read_documents as read_input
 
 T = TypeVar("T")
 

@@ -18,12 +18,12 @@ from bench.pipeline.instruments import Stopwatch, TimedQueue, producer_instrumen
 from bench.pipeline.session import BenchSession
 from bench.runtime.measure import now
 from embedq import jobs
-from embedq.api.producer import IngestRequest, submit
+from embedq.api.ingest.producer import IngestRequest, submit
 from embedq.settings import Settings
 from embedq.workers.context import BatchEmbedder, EmbedderLoader, WorkerContext
+from embedq.workers.ingest.writer import BatchWriter
 from embedq.workers.pipeline import BatchOutcome, Publish, process_batch
 from embedq.workers.queues import InProcessQueue
-from embedq.workers.writer import BatchWriter
 
 logger = logging.getLogger(LOGGER)
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
-from embedq.api import producer
-from embedq.workers.qdrant_store import QdrantStore
+from embedq.api.ingest import producer
+from embedq.store import QdrantStore
 from embedq.workers.queues import BatchQueue
 
 T = TypeVar("T")

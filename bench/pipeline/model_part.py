@@ -49,7 +49,7 @@ from bench.pipeline.session import BenchSession
 from bench.runtime.config import MINILM
 from bench.runtime.corpus import warmup_texts
 from bench.runtime.models import model_folder
-from embedq.api.producer import IngestRequest
+from embedq.api.ingest.producer import IngestRequest
 from embedq.workers.context import BatchEmbedder, load_embedder
 
 logger = logging.getLogger(LOGGER)

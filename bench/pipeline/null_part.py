@@ -21,8 +21,8 @@ from bench.pipeline.corpus import null_texts, producer_batches, write_jsonl
 from bench.pipeline.inprocess import run_in_process
 from bench.pipeline.nullmodel import NullEmbedder, null_model_folder
 from bench.pipeline.session import BenchSession
-from embedq.api.producer import IngestRequest
-from embedq.workers.qdrant_store import CollectionShape, PointData
+from embedq.api.ingest.producer import IngestRequest
+from embedq.store import CollectionShape, PointData
 
 logger = logging.getLogger(LOGGER)
 

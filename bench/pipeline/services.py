@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.pipeline.config import LOGGER, Services
 from embedq import jobs
-from embedq.workers.qdrant_store import VERSION_SEPARATOR, QdrantStore, connect
+from embedq.store import VERSION_SEPARATOR, QdrantStore, connect
 
 logger = logging.getLogger(LOGGER)
 

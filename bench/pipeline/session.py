@@ -22,7 +22,7 @@ from bench.pipeline.services import (
     store_for,
 )
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import QdrantStore
+from embedq.store import QdrantStore
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from embedq import jobs
-from embedq.api import cli_reindex
 from embedq.api.client import Client
-from embedq.api.planning import IngestPlan
+from embedq.api.ingest.planning import IngestPlan
 from embedq.api.progress import ProgressBar
+from embedq.api.reindex import commands as reindex_commands
 from embedq.api.remote import RemoteClient
 from embedq.api.stopping import Stopped, stopped_by_sigterm
 from embedq.errors import EmbedqError
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(commands)
     _rerank_parsers(commands)
     _keys_parser(commands)
-    cli_reindex.add_parsers(commands)
+    reindex_commands.add_parsers(commands)
     worker = commands.add_parser("worker", help="run a Celery worker (needs EMBEDQ_BROKER_URL)")
     worker.add_argument("--concurrency", type=int, default=1, help="processes (one per GPU)")
     worker.add_argument("--loglevel", default="INFO")

@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs as ledger
 from embedq.api.deletion import DeleteRequest, delete_ids, ids_from, submit_delete
-from embedq.api.planning import IngestPlan, plan_ingest
-from embedq.api.producer import IngestRequest, end_abandoned_here, submit
-from embedq.api.reindex import ReindexRequest, collect_garbage, rollback, start_reindex
-from embedq.api.rerank_producer import RerankRequest, submit_rerank
+from embedq.api.ingest.planning import IngestPlan, plan_ingest
+from embedq.api.ingest.producer import IngestRequest, end_abandoned_here, submit
+from embedq.api.reindex.versions import ReindexRequest, collect_garbage, rollback, start_reindex
+from embedq.api.rerank.submission import RerankRequest, submit_rerank
 from embedq.search import Hit
 from embedq.search import search as search_collection
 from embedq.settings import Settings, get_settings
-from embedq.workers.qdrant_store import QdrantStore, connect
+from embedq.store import QdrantStore, connect
 from embedq.workers.queues import BatchQueue, make_queue
 
 ProgressCallback = Callable[[ledger.JobView], None]

@@ -17,18 +17,18 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.api.batching import groups
-from embedq.api.producer import (
+from embedq.api.ingest.batching import groups
+from embedq.api.ingest.producer import (
     OpenedJob,
     accepted,
     check_readable,
     fill_and_seal,
     publish_batches,
 )
-from embedq.api.reader import Rejected, document_from, once_per_id, parse_row, readable_lines
+from embedq.api.ingest.reader import Rejected, document_from, once_per_id, parse_row, readable_lines
 from embedq.errors import PermanentError
 from embedq.jobs import reindexing
-from embedq.workers.qdrant_store import QdrantStore
+from embedq.store import QdrantStore
 from embedq.workers.queues import BatchQueue
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ import orjson
 
 from embedq import jobs as ledger
 from embedq.api.deletion import DocumentId, ids_from, read_all_ids
-from embedq.api.producer import check_readable, read_all
-from embedq.api.reader import Document, Rejected
-from embedq.api.rerank_input import Query
-from embedq.api.rerank_producer import read_all_queries
+from embedq.api.ingest.producer import check_readable, read_all
+from embedq.api.ingest.reader import Document, Rejected
+from embedq.api.rerank.query_reader import Query
+from embedq.api.rerank.submission import read_all_queries
 from embedq.api.stopping import stop_reason
 from embedq.errors import EmbedqError, PermanentError, RetryableError
 

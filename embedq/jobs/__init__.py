@@ -72,7 +72,7 @@ from embedq.jobs.records import (
     NewApiKey,
     RerankResult,
 )
-from embedq.jobs.results import complete_rerank_batch, list_results
+from embedq.jobs.rerank_results import complete_rerank_batch, list_results
 from embedq.jobs.status import (
     BATCH_ENDED,
     BATCH_OPEN,

@@ -6,8 +6,8 @@ database or vector store.
 
 from embedq.models.embedder import Embedder, EmbedderSettings
 from embedq.models.memory import CostModel, format_bytes, parse_bytes
+from embedq.models.outputs import OUTPUTS, Chunk, EmbeddingResult
 from embedq.models.reranker import Reranker, RerankError
-from embedq.models.results import OUTPUTS, Chunk, EmbeddingResult
 from embedq.models.runtime import RuntimeStats
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 
 from embedq.errors import InvalidSettingError, ModelLoadError, UnsupportedOutputError
 from embedq.models.loading import M3_HEAD_FILES, local_path
-from embedq.models.results import OUTPUTS
+from embedq.models.outputs import OUTPUTS
 
 
 @dataclass(frozen=True)

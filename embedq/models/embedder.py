@@ -28,7 +28,7 @@ from embedq.models.loading import (
     resolve_model_dir,
     usable_max_length,
 )
-from embedq.models.results import OUTPUTS, Chunk, EmbeddingResult
+from embedq.models.outputs import OUTPUTS, Chunk, EmbeddingResult
 from embedq.models.runtime import (
     EncoderRuntime,
     PaddedBatch,

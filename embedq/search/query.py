@@ -10,8 +10,8 @@ import numpy as np
 from qdrant_client import models as qm
 
 from embedq.search.errors import UnsupportedModeError
-from embedq.workers.qdrant_store import DENSE, SPARSE, CollectionShape, QdrantStore
-from embedq.workers.store.errors import translated
+from embedq.store import DENSE, SPARSE, CollectionShape, QdrantStore
+from embedq.store.errors import translated
 
 logger = logging.getLogger(__name__)
 

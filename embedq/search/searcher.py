@@ -13,8 +13,8 @@ from embedq.search import loaded
 from embedq.search.errors import InvalidQueryError, NotIndexedError, RerankFailedError
 from embedq.search.index import index_settings
 from embedq.search.query import Hit, QueryVectors, chosen_mode, run_query, searchable
+from embedq.store import QdrantStore
 from embedq.workers.context import BatchEmbedder
-from embedq.workers.qdrant_store import QdrantStore
 
 # With a reranker, it rescores at least this many first-stage hits and keeps the best
 # ``top_k``: reranking only the hits that would be shown anyway could only reorder them.

@@ -20,8 +20,8 @@ from embedq.jobs import open_ledger
 from embedq.models import Embedder, EmbeddingResult, Reranker
 from embedq.outages import ServiceGate
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import QdrantStore, connect
-from embedq.workers.writer import BatchWriter
+from embedq.store import QdrantStore, connect
+from embedq.workers.ingest.writer import BatchWriter
 
 if TYPE_CHECKING:
     from embedq.workers.pipeline import BatchOutcome

@@ -25,12 +25,12 @@ from embedq.errors import PermanentError, RetryableError
 from embedq.faults import fault_point
 from embedq.jobs.fingerprint import content_hash, embedding_settings
 from embedq.models import EmbeddingResult
+from embedq.store import PointData, UpsertReport
+from embedq.store import documents as stored
 from embedq.workers.context import WorkerContext
 from embedq.workers.leases import LeaseKeeper
-from embedq.workers.qdrant_store import PointData, UpsertReport
-from embedq.workers.reindex import finish_reindex, ingestion_ended
-from embedq.workers.rerank_batch import rerank_claim
-from embedq.workers.store import documents as stored
+from embedq.workers.reindex.finishing import finish_reindex, ingestion_ended
+from embedq.workers.rerank.ranking import rerank_claim
 
 logger = logging.getLogger(__name__)
 

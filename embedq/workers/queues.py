@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.outages import BROKER, ride_out
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import QdrantStore
-from embedq.workers.writer import BatchWriter, on_writer_thread
+from embedq.store import QdrantStore
+from embedq.workers.ingest.writer import BatchWriter, on_writer_thread
 
 logger = logging.getLogger(__name__)
 

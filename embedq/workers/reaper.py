@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.outages import BROKER, LEDGER, Outage
+from embedq.store import QdrantStore
 from embedq.workers.context import WorkerContext
-from embedq.workers.qdrant_store import QdrantStore
-from embedq.workers.reindex import ingestion_ended
+from embedq.workers.reindex.finishing import ingestion_ended
 
 logger = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from embedq.errors import RetryableError
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH
 from embedq.workers.context import WorkerContext
+from embedq.workers.ingest.writer import BatchWriter, OnError
 from embedq.workers.pipeline import process_batch
 from embedq.workers.queues import queue_depth
 from embedq.workers.reaper import Reaper
-from embedq.workers.writer import BatchWriter, OnError
 
 logger = logging.getLogger(__name__)
 

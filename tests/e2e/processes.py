@@ -9,7 +9,7 @@ import sys
 
 from qdrant_client import QdrantClient
 
-from embedq.workers.qdrant_store import point_id
+from embedq.store import point_id
 
 
 def start_worker(environment: dict, log_path, started: list) -> subprocess.Popen:

@@ -436,7 +436,7 @@ def _t(moment: datetime | None) -> str:
 
 def points(qdrant_url: str, collection: str, ids: Sequence[str]) -> tuple[int, dict[str, Any]]:
     """The collection's point count and the payloads of ``ids``' first chunks."""
-    from embedq.workers.qdrant_store import point_id
+    from embedq.store import point_id
 
     qdrant = QdrantClient(url=qdrant_url)
     count = qdrant.count(collection, exact=True).count

@@ -17,8 +17,8 @@ import pytest
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import PointData, QdrantStore, UpsertReport, connect
-from embedq.workers.store.errors import QdrantUnavailableError
+from embedq.store import PointData, QdrantStore, UpsertReport, connect
+from embedq.store.errors import QdrantUnavailableError
 
 SLOW_UPSERT_S = 0.3
 

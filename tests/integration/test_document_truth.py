@@ -19,10 +19,10 @@ from embedq import jobs
 from embedq.api.client import Client
 from embedq.models import Chunk, EmbeddingResult
 from embedq.settings import Settings
+from embedq.store import documents as stored
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
 from embedq.workers.queues import InProcessQueue
-from embedq.workers.store import documents as stored
 
 MAX_LENGTH = 32  # tokens per chunk: a few hundred words make dozens of chunks
 

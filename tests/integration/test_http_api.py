@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
-from embedq.api.reader import MAX_TEXT_CHARS
+from embedq.api.ingest.reader import MAX_TEXT_CHARS
 from embedq.errors import InvalidSettingError
 from embedq.settings import Settings
 

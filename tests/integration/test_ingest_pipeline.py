@@ -10,7 +10,7 @@ from qdrant_client import QdrantClient
 
 from embedq.api.client import Client
 from embedq.settings import Settings
-from embedq.workers.qdrant_store import point_id
+from embedq.store import point_id
 
 
 def write_jsonl(path, rows: list[dict | bytes]):

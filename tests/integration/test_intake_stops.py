@@ -25,7 +25,7 @@ from embedq import jobs, outages
 from embedq.api import cli, producer
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
-from embedq.api.reader import Document
+from embedq.api.ingest.reader import Document
 from embedq.api.remote import RemoteClient
 from embedq.jobs.clock import moment
 from embedq.jobs.schema import Job

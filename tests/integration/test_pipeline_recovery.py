@@ -14,9 +14,9 @@ from embedq.api.client import Client
 from embedq.errors import ModelLoadError
 from embedq.models import Chunk, EmbeddingResult
 from embedq.settings import Settings
+from embedq.store import IncompatibleCollectionError
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
-from embedq.workers.qdrant_store import IncompatibleCollectionError
 from embedq.workers.queues import InProcessQueue
 
 

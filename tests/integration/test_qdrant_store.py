@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from embedq.errors import InvalidSettingError, PermanentError, RetryableError
-from embedq.workers.qdrant_store import (
+from embedq.store import (
     CollectionShape,
     IncompatibleCollectionError,
     InvalidPointError,
@@ -26,13 +26,13 @@ from embedq.workers.qdrant_store import (
     connect,
     point_id,
 )
-from embedq.workers.store.points import (
+from embedq.store.points import (
     checked_size,
     payload_of,
     request_body,
     request_spans,
 )
-from embedq.workers.store.refusals import DocumentWriter
+from embedq.store.refusals import DocumentWriter
 
 # The test server may be older than the client allows without a warning; every call still works.
 pytestmark = pytest.mark.filterwarnings("ignore:Qdrant client version:UserWarning")

@@ -16,12 +16,12 @@ import pytest
 
 from embedq import jobs
 from embedq.api.client import Client
-from embedq.api.reindex import ReindexError
+from embedq.api.reindex.versions import ReindexError
 from embedq.errors import ModelLoadError
 from embedq.settings import Settings
+from embedq.store import point_id
 from embedq.workers.context import WorkerContext
 from embedq.workers.pipeline import process_batch
-from embedq.workers.qdrant_store import point_id
 from embedq.workers.queues import InProcessQueue
 
 

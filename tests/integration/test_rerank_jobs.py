@@ -18,7 +18,7 @@ from embedq import jobs
 from embedq.api.cli import main
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
-from embedq.api.rerank_input import Candidate, Query, pair_bounded, query_from
+from embedq.api.rerank.query_reader import Candidate, Query, pair_bounded, query_from
 from embedq.errors import ModelLoadError
 from embedq.settings import Settings
 from embedq.workers.context import WorkerContext

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from embedq.api import reader
-from embedq.api.batching import length_bucketed
 from embedq.api.deletion import read_all_ids
-from embedq.api.reader import (
+from embedq.api.ingest import reader
+from embedq.api.ingest.batching import length_bucketed
+from embedq.api.ingest.reader import (
     MAX_TEXT_CHARS,
     Document,
     Rejected,
@@ -18,7 +18,7 @@ from embedq.api.reader import (
     document_from,
     read_documents,
 )
-from embedq.api.rerank_input import read_queries
+from embedq.api.rerank.query_reader import read_queries
 
 
 def write_lines(path, lines: list[bytes], *, gz: bool = False):

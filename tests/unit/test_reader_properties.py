@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedq.api.reader import Document, Rejected, parse_line, read_documents
-from embedq.workers.store.points import PointData, checked_size, request_body
+from embedq.api.ingest.reader import Document, Rejected, parse_line, read_documents
+from embedq.store.points import PointData, checked_size, request_body
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

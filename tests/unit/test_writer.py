@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from embedq.workers.writer import BatchWriter
+from embedq.workers.ingest.writer import BatchWriter
 
 
 class Boom(Exception):

@@ -22,10 +22,10 @@ from embedq.api.http import (
     routes_reindex,
     routes_rerank,
 )
-from embedq.api.http.backend import Backend
 from embedq.api.http.limits import BodyLimit
 from embedq.api.http.metrics import ApiMetrics
 from embedq.api.http.problems import install_problem_handlers
+from embedq.api.http.resources import Backend
 from embedq.errors import InvalidSettingError
 from embedq.settings import Settings, get_settings
 

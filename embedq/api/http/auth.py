@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from embedq import jobs
-from embedq.api.http.backend import Backend
 from embedq.api.http.problems import ApiProblem
+from embedq.api.http.resources import Backend
 
 SCHEME = "Bearer"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from embedq import jobs
-from embedq.api.http.backend import Backend
 from embedq.api.http.problems import ApiProblem
+from embedq.api.http.resources import Backend
 
 
 def check_collection_owner(backend: Backend, collection: str, tenant: str) -> None:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from embedq.api.deletion import UnknownCollectionError
 from embedq.errors import PermanentError, RetryableError
 from embedq.jobs.errors import CollectionBusyError, JobClosedError, JobNotFoundError
-from embedq.workers.qdrant_store import IncompatibleCollectionError
+from embedq.store import IncompatibleCollectionError
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from embedq import jobs
 from embedq.api import deletion
 from embedq.api.http.auth import Caller, caller
-from embedq.api.http.backend import Backend
 from embedq.api.http.ownership import check_collection_owner
 from embedq.api.http.problems import ApiProblem
+from embedq.api.http.resources import Backend
 from embedq.api.http.routes_jobs import (
     PROBLEMS,
     JobId,
@@ -38,7 +38,7 @@ from embedq.api.http.schemas import (
     JobOut,
     RejectedIn,
 )
-from embedq.api.reader import Rejected
+from embedq.api.ingest.reader import Rejected
 
 router = APIRouter(prefix="/v1", tags=["deletions"])
 

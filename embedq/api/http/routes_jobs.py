@@ -15,11 +15,10 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from embedq import jobs
-from embedq.api import producer, rerank_producer
 from embedq.api.http.auth import Caller, caller
-from embedq.api.http.backend import Backend
 from embedq.api.http.ownership import check_collection_owner
 from embedq.api.http.problems import ApiProblem, not_found
+from embedq.api.http.resources import Backend
 from embedq.api.http.schemas import (
     COLLECTION_PATTERN,
     JOB_ID_PATTERN,
@@ -36,7 +35,9 @@ from embedq.api.http.schemas import (
     failure_out,
 )
 from embedq.api.http.views import etag_of, job_out
-from embedq.api.reader import Document, Rejected, document_from, once_per_id
+from embedq.api.ingest import producer
+from embedq.api.ingest.reader import Document, Rejected, document_from, once_per_id
+from embedq.api.rerank import submission
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -326,9 +327,7 @@ def recorded_rejections(rejected: list[RejectedIn]) -> list[Document | Rejected]
 
 
 def seal_rerank_job(backend: Backend, job_id: str) -> None:
-    rerank_producer.seal_rerank(
-        job_id, sessions=backend.client.sessions, queue=backend.client.queue
-    )
+    submission.seal_rerank(job_id, sessions=backend.client.sessions, queue=backend.client.queue)
 
 
 def seal_opened(backend: Backend, opened: producer.OpenedJob) -> None:

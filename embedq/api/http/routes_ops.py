@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from embedq import jobs
-from embedq.api.http.backend import Backend
 from embedq.api.http.metrics import ApiMetrics
+from embedq.api.http.resources import Backend
 
 router = APIRouter(tags=["operations"])
 

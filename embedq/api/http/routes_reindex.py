@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from embedq.api.http.auth import Caller, caller
-from embedq.api.http.backend import Backend
 from embedq.api.http.ownership import check_collection_owner
+from embedq.api.http.resources import Backend
 from embedq.api.http.routes_jobs import PROBLEMS, job_response
 from embedq.api.http.schemas import EmbeddingIn, JobOut
-from embedq.api.reindex import ReindexRequest, start_reindex
+from embedq.api.reindex.versions import ReindexRequest, start_reindex
 
 router = APIRouter(prefix="/v1", tags=["reindex"])
 

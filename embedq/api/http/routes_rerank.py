@@ -14,10 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from embedq import jobs
-from embedq.api import rerank_producer
-from embedq.api.http.backend import Backend
 from embedq.api.http.ownership import check_collection_owner
 from embedq.api.http.problems import ApiProblem
+from embedq.api.http.resources import Backend
 from embedq.api.http.routes_jobs import (
     OFFSET_MAX,
     PROBLEMS,
@@ -33,9 +32,10 @@ from embedq.api.http.routes_jobs import (
 )
 from embedq.api.http.schemas import BatchesOut, JobOut
 from embedq.api.http.schemas_rerank import QueriesIn, QueryIn, RerankIn, ResultOut, ResultPage
-from embedq.api.reader import Rejected, once_per_id
-from embedq.api.rerank_input import Query as RerankQuery
-from embedq.api.rerank_input import query_from
+from embedq.api.ingest.reader import Rejected, once_per_id
+from embedq.api.rerank import submission
+from embedq.api.rerank.query_reader import Query as RerankQuery
+from embedq.api.rerank.query_reader import query_from
 
 router = APIRouter(prefix="/v1", tags=["rerank"])
 
@@ -52,7 +52,7 @@ async def create_rerank_job(
         await refuse_when_full(backend)
     if body.from_collection is not None and who.tenant is not None:
         await backend.run(check_collection_owner, backend, body.from_collection, who.tenant)
-    rerank = rerank_producer.RerankRequest(
+    rerank = submission.RerankRequest(
         files=[],
         model=body.model,
         top_k=body.top_k,
@@ -60,7 +60,7 @@ async def create_rerank_job(
         candidates=body.candidates,
     )
     job_id = await backend.run(
-        rerank_producer.open_rerank_job, rerank, sessions=backend.client.sessions, tenant=who.tenant
+        submission.open_rerank_job, rerank, sessions=backend.client.sessions, tenant=who.tenant
     )
     if body.queries:
         outcomes = _outcomes(body.queries, searched=rerank.searched > 0)
@@ -131,7 +131,7 @@ def _add(
     backend: Backend, job_id: str, outcomes: Sequence[RerankQuery | Rejected], searched: int
 ) -> int:
     client = backend.client
-    return rerank_producer.add_queries(
+    return submission.add_queries(
         job_id,
         outcomes,
         sessions=client.sessions,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from embedq import jobs
-from embedq.api.reader import MAX_TEXT_CHARS
+from embedq.api.ingest.reader import MAX_TEXT_CHARS
 
 # Collection names: also Qdrant's alias names, and part of the versioned names behind them.
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"

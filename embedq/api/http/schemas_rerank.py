@@ -14,8 +14,8 @@ from embedq.api.http.schemas import (
     CollectionName,
     RejectedIn,
 )
-from embedq.api.reader import MAX_TEXT_CHARS
-from embedq.api.rerank_input import MAX_CANDIDATES_PER_QUERY
+from embedq.api.ingest.reader import MAX_TEXT_CHARS
+from embedq.api.rerank.query_reader import MAX_CANDIDATES_PER_QUERY
 
 MAX_TOP_K = MAX_CANDIDATES_PER_QUERY
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from qdrant_client import models as qm
 
 from embedq.errors import InvalidSettingError
-from embedq.workers.store.errors import IncompatibleCollectionError
+from embedq.store.errors import IncompatibleCollectionError
 
 DENSE, SPARSE, COLBERT = "dense", "sparse", "colbert"
 

@@ -3,7 +3,7 @@
 A re-index reads every document back from the version the alias points at, embeds
 it into a new version (a new model, or new outputs or length), and swaps the alias
 once every batch has succeeded and what was ingested meanwhile has been caught up
-(see ``embedq.workers.reindex``). Searches through the alias see the old version
+(see ``embedq.workers.reindex.finishing``). Searches through the alias see the old version
 until that one atomic swap, and the old version stays for ``rollback``.
 """
 
@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.api import producer
-from embedq.api.reader import Document
+from embedq.api.ingest import producer
+from embedq.api.ingest.reader import Document
 from embedq.errors import PermanentError
 from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
 from embedq.search.errors import NotIndexedError
 from embedq.search.index import IndexSettings, index_settings
-from embedq.workers.qdrant_store import CollectionShape, QdrantStore
+from embedq.store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue
-from embedq.workers.reindex import finish_reindex
+from embedq.workers.reindex.finishing import finish_reindex
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedq.api.reader import (
+from embedq.api.ingest.reader import (
     MAX_TEXT_CHARS,
     Rejected,
     once_per_id,

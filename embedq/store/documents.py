@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from embedq.workers.store.errors import translated
+from embedq.store.errors import translated
 
 DOC_ID = "doc_id"
 CHUNK = "chunk"

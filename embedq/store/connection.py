@@ -8,7 +8,7 @@ from pathlib import Path
 from qdrant_client import QdrantClient
 
 from embedq.errors import InvalidSettingError
-from embedq.workers.store.errors import QdrantUnavailableError
+from embedq.store.errors import QdrantUnavailableError
 
 
 def connect(

@@ -22,16 +22,16 @@ from uuid import uuid4
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.api.batching import length_bucketed
-from embedq.api.reader import Document, Rejected, UnreadableInputError, read_documents
-from embedq.api.screening import Screen
+from embedq.api.ingest.batching import length_bucketed
+from embedq.api.ingest.reader import Document, Rejected, UnreadableInputError, read_documents
+from embedq.api.ingest.screening import Screen
 from embedq.api.stopping import stop_reason
 from embedq.jobs import reindexing
 from embedq.models.describe import describe_model
 from embedq.outages import LEDGER, ride_out
-from embedq.workers.qdrant_store import CollectionShape, QdrantStore
+from embedq.store import CollectionShape, QdrantStore
 from embedq.workers.queues import BatchQueue, InProcessQueue
-from embedq.workers.reindex import ingestion_ended
+from embedq.workers.reindex.finishing import ingestion_ended
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import numpy as np
 import orjson
 from qdrant_client import models as qm
 
-from embedq.workers.store.errors import InvalidPointError
-from embedq.workers.store.shape import COLBERT, DENSE, SPARSE
+from embedq.store.errors import InvalidPointError
+from embedq.store.shape import COLBERT, DENSE, SPARSE
 
 # Fixed forever: changing it changes every point id, so re-indexed data would duplicate.
 POINT_NAMESPACE = uuid.UUID("d696fe8a-bc13-4a67-9cda-98cd22ad90ba")

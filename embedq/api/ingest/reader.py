@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from embedq.api.metadata import MAX_DEPTH, lone_surrogate, metadata_problem
+from embedq.api.ingest.metadata import MAX_DEPTH, lone_surrogate, metadata_problem
 from embedq.errors import PermanentError
 
 # Longest text accepted, in characters; longer documents fail alone with a reason.

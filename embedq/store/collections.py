@@ -13,27 +13,27 @@ from qdrant_client.http.api_client import ApiClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedq.errors import InvalidSettingError
-from embedq.workers.store.documents import ensure_payload_indexes
-from embedq.workers.store.errors import (
+from embedq.store.documents import ensure_payload_indexes
+from embedq.store.errors import (
     IncompatibleCollectionError,
     InvalidPointError,
     QdrantRejectedError,
     QdrantUnavailableError,
     translated,
 )
-from embedq.workers.store.points import (
+from embedq.store.points import (
     PointData,
     point_struct,
     request_body,
     request_spans,
 )
-from embedq.workers.store.refusals import (
+from embedq.store.refusals import (
     POINT_REFUSAL_STATUSES,
     DocumentWriter,
     UpsertReport,
     checked_points,
 )
-from embedq.workers.store.shape import (
+from embedq.store.shape import (
     DENSE,
     CollectionShape,
     dense_hnsw_m,

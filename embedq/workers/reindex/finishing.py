@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from embedq import jobs
 from embedq.jobs import reindexing
 from embedq.jobs.clock import moment
-from embedq.workers.qdrant_store import QdrantStore
+from embedq.store import QdrantStore
 
 logger = logging.getLogger(__name__)
 

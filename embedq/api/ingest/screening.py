@@ -19,10 +19,10 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
-from embedq.api.batching import groups
-from embedq.api.reader import Document, Rejected
+from embedq.api.ingest.batching import groups
+from embedq.api.ingest.reader import Document, Rejected
 from embedq.jobs.fingerprint import content_hash, embedding_settings
-from embedq.workers.store import documents as stored
+from embedq.store import documents as stored
 
 SCREEN_GROUP = 256  # documents looked up per request
 

@@ -1,4 +1,4 @@
-"""The ``embedq reindex``, ``rollback`` and ``gc`` commands (see ``embedq.api.reindex``)."""
+"""The ``embedq reindex``, ``rollback``, ``gc`` commands (see ``embedq.api.reindex.versions``)."""
 
 from __future__ import annotations
 

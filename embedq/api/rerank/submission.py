@@ -22,9 +22,14 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
-from embedq.api.producer import accepted, check_readable, publish_batches, stops_recorded
-from embedq.api.reader import Rejected
-from embedq.api.rerank_input import MAX_CANDIDATES_PER_QUERY, Query, pair_bounded, read_queries
+from embedq.api.ingest.producer import accepted, check_readable, publish_batches, stops_recorded
+from embedq.api.ingest.reader import Rejected
+from embedq.api.rerank.query_reader import (
+    MAX_CANDIDATES_PER_QUERY,
+    Query,
+    pair_bounded,
+    read_queries,
+)
 from embedq.errors import InvalidSettingError
 from embedq.models.describe import check_reranker
 from embedq.search.index import index_settings

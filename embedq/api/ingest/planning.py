@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from embedq.api.batching import groups
-from embedq.api.producer import IngestRequest, job_options, read_all
-from embedq.api.reader import Document, Rejected
-from embedq.api.screening import SCREEN_GROUP, Screen
+from embedq.api.ingest.batching import groups
+from embedq.api.ingest.producer import IngestRequest, job_options, read_all
+from embedq.api.ingest.reader import Document, Rejected
+from embedq.api.ingest.screening import SCREEN_GROUP, Screen
 from embedq.models.describe import describe_model
-from embedq.workers.qdrant_store import QdrantStore
-from embedq.workers.store import documents as stored
+from embedq.store import QdrantStore
+from embedq.store import documents as stored
 
 
 @dataclass

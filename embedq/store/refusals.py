@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedq.workers.store.errors import InvalidPointError, QdrantRejectedError
-from embedq.workers.store.points import PointData, checked_size
-from embedq.workers.store.shape import COLBERT, DENSE, SPARSE, CollectionShape
+from embedq.store.errors import InvalidPointError, QdrantRejectedError
+from embedq.store.points import PointData, checked_size
+from embedq.store.shape import COLBERT, DENSE, SPARSE, CollectionShape
 
 logger = logging.getLogger(__name__)
 

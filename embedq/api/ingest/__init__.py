@@ -1,0 +1,1 @@
+"""Ingestion, producer side: reading input, screening what is stored, batching, submitting."""

@@ -1,0 +1,1 @@
+"""Rerank jobs, producer side: reading query sets and submitting them."""

@@ -1,0 +1,1 @@
+"""Ingestion, worker side: writing embedded batches to Qdrant in the background."""

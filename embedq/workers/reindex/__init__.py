@@ -1,0 +1,1 @@
+"""Re-indexing, worker side: catching up with ingestions and swapping the alias."""

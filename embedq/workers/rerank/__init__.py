@@ -1,0 +1,1 @@
+"""Rerank jobs, worker side: finding candidates and ranking them."""
