@@ -58,6 +58,7 @@ fault-tests: install
 lint: install
 	$(BIN)/ruff check embedq tests bench infra
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 bench: install
 	$(BIN)/python -m bench.runtime

@@ -20,7 +20,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedq.dependencies import exit_if_unsupported
 
@@ -100,8 +100,8 @@ def search(client: Client, model: str, queries: dict[str, str]) -> dict[str, lis
 def write_demo_corpus(path: Path, judgments: dict[str, dict[str, int]], home: Path) -> Path:
     """Every judged abstract, and as many unjudged ones (at least 200) as distractors."""
     judged = {doc for docs in judgments.values() for doc in docs}
-    chosen: list[dict] = []
-    distractors: list[dict] = []
+    chosen: list[dict[str, Any]] = []
+    distractors: list[dict[str, Any]] = []
     for document in read_jsonl(path):
         if document["_id"] in judged:
             chosen.append(document)
@@ -115,7 +115,7 @@ def write_demo_corpus(path: Path, judgments: dict[str, dict[str, int]], home: Pa
     return target
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines]
 

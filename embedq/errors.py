@@ -18,6 +18,10 @@ class PermanentError(EmbedqError):
     """The same work will fail the same way however often it is tried."""
 
 
+class NotFoundError(PermanentError, LookupError):
+    """What was asked for does not exist (or is not the caller's to see)."""
+
+
 class ModelLoadError(PermanentError):
     """A model folder or hub id cannot be turned into a working model."""
 

@@ -9,7 +9,11 @@ separated, such as a batch's upsert and its clean-up.
 Set ``EMBEDQ_STALL_AT`` to a point's name and the process, the first time it gets there,
 creates the file ``EMBEDQ_STALL_FILE`` and waits ``EMBEDQ_STALL_SECONDS`` (10): long
 enough for a test to cut its host off the network at exactly that moment, such as
-inside a ledger transaction that holds a job's lock. Unset, a point costs one
+inside a ledger transaction that holds a job's lock.
+
+Set ``EMBEDQ_SLOW_AT`` to a point's name and the process waits ``EMBEDQ_SLOW_SECONDS``
+(1) every time it gets there: a step made slow, such as each micro-batch of a worker's
+model, so a test can act while a batch is surely under way. Unset, a point costs one
 environment lookup.
 """
 
@@ -27,8 +31,11 @@ CRASH_AT = "EMBEDQ_CRASH_AT"
 STALL_AT = "EMBEDQ_STALL_AT"
 STALL_FILE = "EMBEDQ_STALL_FILE"
 STALL_SECONDS = "EMBEDQ_STALL_SECONDS"
+SLOW_AT = "EMBEDQ_SLOW_AT"
+SLOW_SECONDS = "EMBEDQ_SLOW_SECONDS"
 
 _stalled: set[str] = set()
+_slowed: set[str] = set()
 
 
 def fault_point(name: str) -> None:
@@ -49,3 +56,14 @@ def stall_point(name: str) -> None:
         Path(marker).write_text(str(os.getpid()))
     logger.critical("stall point %r reached: waiting in process %d", name, os.getpid())
     time.sleep(float(os.environ.get(STALL_SECONDS, "10")))
+
+
+def slow_point(name: str) -> None:
+    """Wait here, every time, if ``EMBEDQ_SLOW_AT`` names this point."""
+    if os.environ.get(SLOW_AT) != name:
+        return
+    seconds = float(os.environ.get(SLOW_SECONDS, "1"))
+    if name not in _slowed:  # said once: the point is visited many times
+        _slowed.add(name)
+        logger.critical("slow point %r reached: each visit waits %.2f s", name, seconds)
+    time.sleep(seconds)

@@ -9,11 +9,13 @@ ledger file, a Qdrant local-mode folder and tasks run in-process, all under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embedq.jobs.constants import DEFAULT_BATCH_SIZE, LEASE_SECONDS
+from embedq.jobs.contracts import LongText
 
 DEFAULT_MODEL = "BAAI/bge-m3"
 
@@ -33,14 +35,14 @@ class Settings(BaseSettings):
     device: str | None = None
     memory_budget: str | None = None
     max_length: int | None = None
-    long_text: Literal["chunk", "truncate"] = "chunk"
+    long_text: LongText = "chunk"
     outputs: str | None = None
 
-    batch_size: int = Field(default=256, ge=1, le=100_000)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=100_000)
     # the largest share of a collection an ``ingest --sync`` deletes without --force
     sync_max_delete_share: float = Field(default=0.5, ge=0.0, le=1.0)
     high_water_mark: int = Field(default=64, ge=1)
-    lease_seconds: int = Field(default=30, ge=5)
+    lease_seconds: int = Field(default=LEASE_SECONDS, ge=5)
     task_time_limit: int = Field(default=3600, ge=60)
     # an open job nothing was added to for this long, never sealed, is ended by a reaper as
     # abandoned (its producer was killed or cut off); a producer held back by a full queue

@@ -13,7 +13,7 @@ its baseline use this process's cores the same way. Two parts:
   the job ended. The methods take turns on rounds of the batches (one job a round),
   so a shared machine's drift falls on all of them alike;
 - null model: BGE-M3-sized outputs (1024-d dense + ~60 sparse weights, numpy random)
-  injected through ``WorkerContext(loader=...)``, against ``QdrantStore.upsert`` alone
+  injected through ``WorkerContext(models=...)``, against ``QdrantStore.upsert`` alone
   of the same points in the same batches, before and after the pipeline (target: >= 0.8x);
   the same points through qdrant-client's generated HTTP API (pydantic models, float64
   JSON text) are timed too: what a plain qdrant-client upsert costs, for comparison.

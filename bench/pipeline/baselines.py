@@ -11,11 +11,11 @@ from qdrant_client import models as qm
 from bench.pipeline.config import LOGGER
 from bench.pipeline.nullmodel import NullEmbedder
 from bench.runtime.measure import now
-from embedq.api.ingest.reader import Document
+from embedq.jobs.contracts import Document
 from embedq.store import CollectionShape, PointData, QdrantStore
 from embedq.store.points import checked_size, point_struct, request_spans
 from embedq.workers.context import BatchEmbedder
-from embedq.workers.pipeline import summarise
+from embedq.workers.ingest.embedding import summarise
 
 logger = logging.getLogger(LOGGER)
 
@@ -51,7 +51,7 @@ def null_points(
     """The points the pipeline builds of each batch (its own ``summarise``), vectors included."""
     points = []
     for batch in batches:
-        documents = [document.as_payload() for document in batch]
+        documents = [document.to_json() for document in batch]
         results = embedder.embed([document["text"] for document in documents])
         points.append(summarise(documents, results, job_id=job_id, model=model).points)
     return points
@@ -101,7 +101,7 @@ def qdrant_alone(
     seconds, requests = [], 0
     for points in batches:
         started = now("cpu")
-        requests += store.upsert(physical, points)
+        requests += store.upsert(physical, points).requests
         seconds.append(now("cpu") - started)
     stored = store.count(physical)
     logger.info("Qdrant alone: %d points in %.1f s (%d requests)", stored, sum(seconds), requests)

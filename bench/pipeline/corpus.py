@@ -11,8 +11,8 @@ from typing import TypeVar
 from bench.runtime.config import DATA
 from bench.runtime.corpus import mixed_corpus, read_documents
 from embedq.api.ingest.batching import length_bucketed
-from embedq.api.ingest.reader import Document
 from embedq.api.ingest.reader import read_documents as read_input
+from embedq.jobs.contracts import Document
 
 T = TypeVar("T")
 

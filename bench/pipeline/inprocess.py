@@ -4,7 +4,7 @@ This is what a Celery worker runs for each task, without the broker: the produce
 reads the JSON Lines file, records each batch in the Postgres ledger and publishes
 it; publishing runs the batch at once (claim, embed), and hands its write (upsert
 to the Qdrant server, complete) to the background writer, as ``make_queue`` does.
-The model is injected through ``WorkerContext(loader=...)``.
+The model is injected through ``WorkerContext(models=GivenModels(...))``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from bench.pipeline.session import BenchSession
 from bench.runtime.measure import now
 from embedq import jobs
 from embedq.api.ingest.producer import IngestRequest, submit
-from embedq.settings import Settings
-from embedq.workers.context import BatchEmbedder, EmbedderLoader, WorkerContext
+from embedq.models import GivenModels
+from embedq.workers.context import BatchEmbedder, WorkerContext
+from embedq.workers.hooks import default_hooks
+from embedq.workers.hooks.write_ended import WriteEnded
 from embedq.workers.ingest.writer import BatchWriter
-from embedq.workers.pipeline import BatchOutcome, Publish, process_batch
+from embedq.workers.lifecycle import process_batch
+from embedq.workers.outcomes import BatchOutcome
 from embedq.workers.queues import InProcessQueue
+from embedq.workers.recovery import Publish
 
 logger = logging.getLogger(LOGGER)
 
@@ -59,25 +63,15 @@ class PipelineRun:
     worker: WorkerLog | None = None
 
 
-def preloaded(embedder: BatchEmbedder) -> EmbedderLoader:
-    """A loader handing the worker an embedder this process already holds (warm, shared)."""
-
-    def load(settings: Settings, model: str, options: dict[str, object]) -> BatchEmbedder:
-        logger.info("worker context takes the preloaded model for %s %s", model, options)
-        return embedder
-
-    return load
-
-
 def in_process_queue(context: WorkerContext, log: WorkerLog) -> InProcessQueue:
-    """The embedded queue as ``make_queue`` builds it, recording each batch's outcome."""
+    """The embedded queue as ``make_queue`` builds it, recording each batch's outcome (a
+    written batch's through the context's ``WriteEnded`` hook)."""
 
     def run(batch_id: str, publish: Publish) -> None:
         started = time.perf_counter()
         log.record(process_batch(context, batch_id, publish=publish))
         log.seconds += time.perf_counter() - started
 
-    context.on_written = log.record
     return InProcessQueue(run, context.writer)
 
 
@@ -86,14 +80,15 @@ def run_in_process(
 ) -> PipelineRun:
     """``submit`` from the first line read to the job's end (in-process, both are one call)."""
     settings = session.settings()
+    log, watch = WorkerLog(), Stopwatch()
     context = WorkerContext(
         settings=settings,
         sessions=session.sessions,
         store=session.store,
-        loader=preloaded(embedder),
+        models=GivenModels(embedder),
         writer=BatchWriter(),  # the bench writes to a Qdrant server, as make_queue would
+        hooks=(*default_hooks(), WriteEnded(log.record)),
     )
-    log, watch = WorkerLog(), Stopwatch()
     queue = TimedQueue(in_process_queue(context, log), watch)
     with producer_instruments(watch, session.store):
         started = now(session.device)

@@ -10,7 +10,7 @@ import contextlib
 import json
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +31,17 @@ class NullEmbedder:
         self._rng = np.random.default_rng(seed)
         self.calls: list[tuple[int, int]] = []
 
-    def embed(self, texts: Sequence[object]) -> list[EmbeddingResult]:
+    def embed(
+        self, texts: Sequence[object], *, on_progress: Callable[[int, int], None] | None = None
+    ) -> list[EmbeddingResult]:
         count = len(texts)
         self.calls.append((count, _checksum(texts)))
         dense = self._rng.standard_normal((count, NULL_DENSE_DIM), dtype=np.float32)
         dense /= np.linalg.norm(dense, axis=1, keepdims=True)
         ids = self._rng.integers(0, NULL_VOCAB, (count, NULL_SPARSE_TOKENS)).tolist()
         weights = self._rng.random((count, NULL_SPARSE_TOKENS), dtype=np.float32).tolist()
+        if on_progress is not None:  # one "micro-batch": a cancelled batch stops here
+            on_progress(count, count)
         return [
             EmbeddingResult([_chunk(dense[row], dict(zip(ids[row], weights[row], strict=True)))])
             for row in range(count)

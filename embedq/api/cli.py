@@ -23,10 +23,13 @@ from embedq.api.reindex import commands as reindex_commands
 from embedq.api.remote import RemoteClient
 from embedq.api.stopping import Stopped, stopped_by_sigterm
 from embedq.errors import EmbedqError
+from embedq.jobs.contracts import OPTIONS_BY_KIND
 from embedq.search import MODES, Hit
 from embedq.settings import get_settings
 
 logger = logging.getLogger("embedq")
+
+JOB_OPTIONS = tuple(OPTIONS_BY_KIND.values())
 
 RESULTS_PAGE = 5000  # rerank results read from the ledger at a time
 SECRET_SHOWN_ONCE = "Store this secret now: it cannot be shown again."
@@ -42,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGTERM, like Ctrl-C, raises where the command is: a producer then ends its job
         with stopped_by_sigterm():
             return int(args.command(args))
-    except (EmbedqError, KeyError) as error:
+    except EmbedqError as error:
         print(f"embedq: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -495,10 +498,15 @@ def _listed_changes(view: jobs.JobView) -> str:
 
 
 def _as_dict(view: Any) -> dict[str, Any]:
-    def plain(value: Any) -> Any:
-        return value.isoformat() if isinstance(value, datetime) else value
+    """A ledger view as JSON: times in ISO 8601, a job's options as the ledger stores them."""
 
-    return {key: plain(value) for key, value in dataclasses.asdict(view).items()}
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return value.to_json() if isinstance(value, JOB_OPTIONS) else value
+
+    fields = dataclasses.fields(view)
+    return {field.name: plain(getattr(view, field.name)) for field in fields}
 
 
 if __name__ == "__main__":

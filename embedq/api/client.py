@@ -19,6 +19,8 @@ from embedq.api.ingest.planning import IngestPlan, plan_ingest
 from embedq.api.ingest.producer import IngestRequest, end_abandoned_here, submit
 from embedq.api.reindex.versions import ReindexRequest, collect_garbage, rollback, start_reindex
 from embedq.api.rerank.submission import RerankRequest, submit_rerank
+from embedq.errors import RetryableError
+from embedq.models import ModelRegistry
 from embedq.search import Hit
 from embedq.search import search as search_collection
 from embedq.settings import Settings, get_settings
@@ -28,8 +30,8 @@ from embedq.workers.queues import BatchQueue, make_queue
 ProgressCallback = Callable[[ledger.JobView], None]
 
 
-class JobTimeoutError(TimeoutError):
-    """A job did not end within the time given to wait for it."""
+class JobTimeoutError(RetryableError, TimeoutError):
+    """A job did not end within the time given to wait for it (it may still: wait again)."""
 
 
 class Client:
@@ -54,8 +56,15 @@ class Client:
         return QdrantStore(client)
 
     @cached_property
+    def models(self) -> ModelRegistry:
+        """This process's models (searches; batches run in-process), under one budget."""
+        return ModelRegistry(self.settings.device, self.settings.memory_budget)
+
+    @cached_property
     def queue(self) -> BatchQueue:
-        return make_queue(self.settings, sessions=self.sessions, store=self.store)
+        # batches run here share this process's models; under Celery, workers hold theirs
+        models = self.models if self.settings.broker_url is None else None
+        return make_queue(self.settings, sessions=self.sessions, store=self.store, models=models)
 
     def migrate(self) -> None:
         ledger.migrate(ledger.make_engine(self.settings.ledger_url))
@@ -68,7 +77,7 @@ class Client:
         model: str | None = None,
         outputs: str | None = None,
         max_length: int | None = None,
-        long_text: str | None = None,
+        long_text: ledger.LongText | None = None,
         batch_size: int | None = None,
         skip_unchanged: bool = False,
         sync: bool = False,
@@ -112,7 +121,7 @@ class Client:
         model: str | None,
         outputs: str | None,
         max_length: int | None,
-        long_text: str | None,
+        long_text: ledger.LongText | None,
         batch_size: int | None,
         skip_unchanged: bool,
         sync: bool,
@@ -141,7 +150,7 @@ class Client:
         model: str | None = None,
         outputs: str | None = None,
         max_length: int | None = None,
-        long_text: str | None = None,
+        long_text: ledger.LongText | None = None,
         skip_unchanged: bool = False,
         sync: bool = False,
         force: bool = False,
@@ -224,13 +233,13 @@ class Client:
         self, job_id: str, *, limit: int = 1000, offset: int = 0
     ) -> list[ledger.RerankResult]:
         """A rerank job's scores and ranks, by query id and then rank."""
-        self.status(job_id)  # a KeyError for a job that does not exist
+        self.status(job_id)  # JobNotFoundError for a job that does not exist
         return ledger.list_results(self.sessions, job_id=job_id, limit=limit, offset=offset)
 
     def status(self, job_id: str) -> ledger.JobView:
         view = ledger.get_job(self.sessions, job_id=job_id)
         if view is None:
-            raise KeyError(f"no job {job_id!r}")
+            raise ledger.JobNotFoundError(f"no job {job_id!r}")
         return view
 
     def jobs(self, *, limit: int = 50) -> list[ledger.JobView]:
@@ -255,7 +264,7 @@ class Client:
         model: str | None = None,
         outputs: str | None = None,
         max_length: int | None = None,
-        long_text: str | None = None,
+        long_text: ledger.LongText | None = None,
         drop_old: bool = False,
         on_batch: Callable[[str], None] | None = None,
     ) -> str:
@@ -307,8 +316,7 @@ class Client:
             top_k=top_k,
             mode=mode,
             rerank_model=rerank_model,
-            device=self.settings.device,
-            memory_budget=self.settings.memory_budget,
+            models=self.models,
         )
 
     def create_api_key(self, *, tenant: str, name: str | None = None) -> ledger.NewApiKey:

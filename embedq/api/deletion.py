@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,8 +25,9 @@ from embedq.api.ingest.producer import (
     publish_batches,
 )
 from embedq.api.ingest.reader import Rejected, document_from, once_per_id, parse_row, readable_lines
-from embedq.errors import PermanentError
+from embedq.errors import NotFoundError
 from embedq.jobs import reindexing
+from embedq.jobs.contracts import DocumentId
 from embedq.store import QdrantStore
 from embedq.workers.queues import BatchQueue
 
@@ -36,18 +36,8 @@ logger = logging.getLogger(__name__)
 DELETE_BATCH = 1000  # ids per batch: one lookup and one delete request each
 
 
-class UnknownCollectionError(PermanentError):
+class UnknownCollectionError(NotFoundError):
     """The collection to delete from does not exist."""
-
-
-@dataclass(frozen=True)
-class DocumentId:
-    """One document to delete."""
-
-    id: str
-
-    def as_payload(self) -> dict[str, Any]:
-        return {"id": self.id}
 
 
 @dataclass(frozen=True)
@@ -116,7 +106,7 @@ def open_delete(
         physical = store.resolve(collection)
         if physical is None:
             raise UnknownCollectionError(f"there is no collection {collection!r}")
-        options = {"physical_collection": physical, "batch_size": DELETE_BATCH}
+        options = jobs.DeleteOptions(physical_collection=physical, batch_size=DELETE_BATCH)
         job_id = guard.create_job(
             kind=jobs.JobKind.delete,
             collection=collection,

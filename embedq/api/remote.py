@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -22,13 +23,14 @@ import httpx
 import orjson
 
 from embedq import jobs as ledger
-from embedq.api.deletion import DocumentId, ids_from, read_all_ids
+from embedq.api.deletion import ids_from, read_all_ids
 from embedq.api.ingest.producer import check_readable, read_all
-from embedq.api.ingest.reader import Document, Rejected
-from embedq.api.rerank.query_reader import Query
+from embedq.api.ingest.reader import Rejected
 from embedq.api.rerank.submission import read_all_queries
 from embedq.api.stopping import stop_reason
-from embedq.errors import EmbedqError, PermanentError, RetryableError
+from embedq.errors import EmbedqError, NotFoundError, PermanentError, RetryableError
+from embedq.jobs import Query
+from embedq.jobs.contracts import Document, DocumentId
 
 REQUEST_DOCUMENTS = 1000  # the API's limit per request
 REQUEST_BYTES = 16 * 2**20  # half the API's default body limit: room for JSON's escapes
@@ -36,6 +38,8 @@ JSON_CONTENT = {"Content-Type": "application/json"}
 LONG_POLL_S = 20
 DEFAULT_TIMEOUT_S = 120
 MAX_BACKPRESSURE_WAIT_S = 60
+# a path naming one job: its 404 means "no such job"
+JOB_PATH = re.compile(r"^/v1/jobs/[^/]+")
 
 ProgressCallback = Callable[[ledger.JobView], None]
 
@@ -79,7 +83,7 @@ class RemoteClient:
         model: str | None = None,
         outputs: str | None = None,
         max_length: int | None = None,
-        long_text: str | None = None,
+        long_text: ledger.LongText | None = None,
         batch_size: int | None = None,
         skip_unchanged: bool = False,
         sync: bool = False,
@@ -284,7 +288,9 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 500 or response.status_code == 429:
         raise ApiUnavailableError(response.status_code, detail)
     if response.status_code == 404:
-        raise KeyError(detail)  # as the local client answers an unknown job
+        # as the local client answers: an unknown job, or another missing thing
+        job_path = JOB_PATH.match(response.request.url.path)
+        raise (ledger.JobNotFoundError if job_path else NotFoundError)(detail)
     raise ApiRejectedError(response.status_code, detail)
 
 
@@ -320,7 +326,7 @@ def _body(outcome: Outcome) -> Any:
     if isinstance(outcome, Rejected):
         return {"reason": outcome.reason, "line": outcome.line, "doc_id": outcome.doc_id}
     if isinstance(outcome, Document):
-        return outcome.as_payload()  # its text already has its title in front
+        return outcome.to_json()  # its text already has its title in front
     if isinstance(outcome, DocumentId):
         return outcome.id
     body: dict[str, Any] = {"query_id": outcome.id, "query": outcome.text}
@@ -341,6 +347,10 @@ def job_view(body: dict[str, Any]) -> ledger.JobView:
     names = {f.name for f in dataclasses.fields(ledger.JobView) if f.init}
     values: dict[str, Any] = {name: body.get(name) for name in names}
     values["status"] = ledger.JobStatus(body["status"])
+    values["kind"] = ledger.JobKind(body["kind"])
+    values["options"] = ledger.read_options(
+        body["kind"], body.get("options") or {}, collection=body["collection"]
+    )
     for name in ("created_at", "started_at", "updated_at", "finished_at"):
         values[name] = _moment(body.get(name))
     return ledger.JobView(**values)

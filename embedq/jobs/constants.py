@@ -1,10 +1,14 @@
 """Names and default numbers of the job ledger, kept in one place."""
 
-LEASE_SECONDS = 60
-"""How long a claimed batch stays a worker's without a renewal; after that another may take it."""
+LEASE_SECONDS = 30
+"""How long a claimed batch stays a worker's without a renewal; after that another may take it
+(``EMBEDQ_LEASE_SECONDS`` sets it per deployment)."""
 
-RENEW_EVERY_SECONDS = 20
-"""How often a worker should renew its lease: a third of it, so two renewals may be missed."""
+RENEWALS_PER_LEASE = 3
+"""A worker renews its lease this often per lease, so it may miss all but one renewal."""
+
+DEFAULT_BATCH_SIZE = 256
+"""Documents a producer puts in one batch (one task) unless told otherwise."""
 
 MAX_ATTEMPTS = 5
 """Claims of one batch before it is failed instead of run again (a batch that kills its worker)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedq.errors import EmbedqError, PermanentError, RetryableError
+from embedq.errors import EmbedqError, NotFoundError, PermanentError, RetryableError
 
 
 class LedgerUnavailableError(RetryableError):
@@ -13,11 +13,11 @@ class SchemaOutOfDateError(PermanentError):
     """The ledger database's schema is not the one this version of embedq expects."""
 
 
-class JobNotFoundError(PermanentError, LookupError):
+class JobNotFoundError(NotFoundError):
     """No job has this id."""
 
 
-class BatchNotFoundError(PermanentError, LookupError):
+class BatchNotFoundError(NotFoundError):
     """No batch has this id."""
 
 

@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
+
+from embedq.jobs.contracts import Document, Embedding
 
 # Bump when what goes into the hash changes: every stored hash then differs once.
 HASH_VERSION = 1
 
-# The job options that change what a model makes of a text.
-EMBEDDING_OPTIONS = ("outputs", "max_length", "long_text")
+
+def embedding_settings(model: str, embedding: Embedding) -> list[Any]:
+    """The model and the settings that decide its vectors, in a fixed order."""
+    return [model, embedding.outputs_text, embedding.max_length, embedding.long_text]
 
 
-def embedding_settings(model: str, options: Mapping[str, Any]) -> list[Any]:
-    """The model and the options that decide its vectors, in a fixed order."""
-    settings = {name: options.get(name) for name in EMBEDDING_OPTIONS}
-    settings["long_text"] = settings["long_text"] or "chunk"  # the default, spelled out
-    return [model, *settings.values()]
-
-
-def content_hash(document: Mapping[str, Any], settings: list[Any]) -> str:
+def content_hash(document: Document, settings: list[Any]) -> str:
     """The hex sha256 of a document (as a batch holds it) under ``settings``."""
-    content = [HASH_VERSION, document["text"], document.get("metadata"), settings]
+    content = [HASH_VERSION, document.text, document.metadata, settings]
     # sort_keys: metadata written in another key order is the same metadata
     encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, allow_nan=True)
     return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +23,7 @@ from embedq.jobs.constants import (
     LEASE_SECONDS,
     MAX_ATTEMPTS,
 )
+from embedq.jobs.contracts import JobOptions, read_payloads
 from embedq.jobs.db import transaction
 from embedq.jobs.errors import (
     BatchNotFoundError,
@@ -31,6 +31,7 @@ from embedq.jobs.errors import (
     JobClosedError,
     JobNotFoundError,
 )
+from embedq.jobs.queries import options_of
 from embedq.jobs.records import BatchRef, Claim, Completion, Documents, Failure
 from embedq.jobs.schema import Batch, BatchPayload, Job
 from embedq.jobs.status import (
@@ -70,10 +71,13 @@ def create_job(
     kind: JobKind | str,
     collection: str,
     model: str,
-    options: dict[str, Any] | None = None,
+    options: JobOptions | None = None,
     tenant: str | None = None,
 ) -> str:
     """Record a new, pending job and return its id.
+
+    ``options`` are the type ``kind`` takes (``IngestOptions`` for an ingest...);
+    None: that type's defaults.
 
     ``tenant`` is the tenant of the API key the job was submitted with; only that
     tenant sees the job through a tenant-scoped query. None for jobs of the ledger's own
@@ -307,11 +311,11 @@ def claim_batch(
             batch_id=batch_id,
             job_id=job.id,
             attempt=batch.attempts + 1,
-            documents=documents,
-            kind=job.kind,
+            documents=read_payloads(job.kind, documents),
+            kind=JobKind(job.kind),
             collection=job.collection,
             model=job.model,
-            options=job.options,
+            options=options_of(job),
             lease_expires_at=expires,
             role=batch.role,
         )

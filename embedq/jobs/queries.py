@@ -17,6 +17,7 @@ from embedq.jobs.constants import (
     JOBS_PAGE,
     QUEUED_BATCHES_LIMIT,
 )
+from embedq.jobs.contracts import JobOptions, read_options
 from embedq.jobs.db import transaction
 from embedq.jobs.records import BatchView, FailureView, JobView
 from embedq.jobs.schema import Batch, DocumentFailure, Job
@@ -184,8 +185,14 @@ def _open_batch_counts(s: Session, job_ids: Iterable[str]) -> dict[str, int]:
     return {job_id: count for job_id, count in s.execute(query)}
 
 
+def options_of(job: Job) -> JobOptions:
+    """The job's stored options, as its kind's type."""
+    return read_options(job.kind, job.options, collection=job.collection)
+
+
 def job_view(job: Job, open_batches: int) -> JobView:
-    return _view(JobView, job, open_batches=open_batches)
+    kind, options = JobKind(job.kind), options_of(job)
+    return _view(JobView, job, open_batches=open_batches, kind=kind, options=options)
 
 
 def batch_view(batch: Batch) -> BatchView:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
-from embedq.jobs.status import JOB_ENDED, BatchStatus, JobStatus
+from embedq.jobs.contracts import InvalidJobOptionsError, JobOptions, Payload
+from embedq.jobs.status import JOB_ENDED, BatchStatus, JobKind, JobStatus
 
-Documents = list[dict[str, Any]]
+Documents = Sequence[Payload]
+Options = TypeVar("Options", bound=JobOptions)
+Item = TypeVar("Item", bound=Payload)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,14 +47,30 @@ class Claim:
     batch_id: str
     job_id: str
     attempt: int
-    documents: list[dict[str, Any]]
-    kind: str
+    documents: list[Payload]
+    kind: JobKind
     collection: str
     model: str
-    options: dict[str, Any]
+    options: JobOptions
     lease_expires_at: datetime
     # None for a batch of documents; "sweep" for a sync's removal of what its input lacks
     role: str | None = None
+
+    def options_as(self, wanted: type[Options]) -> Options:
+        """The job's options, which its handler expects to be ``wanted``."""
+        if not isinstance(self.options, wanted):
+            raise InvalidJobOptionsError(
+                f"batch {self.batch_id}: a {self.kind} job's options are not {wanted.__name__}"
+            )
+        return self.options
+
+    def documents_as(self, wanted: type[Item]) -> list[Item]:
+        """The batch's payloads, which its handler expects to be ``wanted`` each."""
+        if not all(isinstance(item, wanted) for item in self.documents):
+            raise InvalidJobOptionsError(
+                f"batch {self.batch_id}: a {self.kind} job's payloads are not {wanted.__name__}"
+            )
+        return [item for item in self.documents if isinstance(item, wanted)]
 
 
 @dataclass(frozen=True)
@@ -58,11 +78,11 @@ class JobView:
     """A job as producers poll it."""
 
     id: str
-    kind: str
+    kind: JobKind
     status: JobStatus
     collection: str
     model: str
-    options: dict[str, Any]
+    options: JobOptions
     sealed: bool
     documents_total: int
     batches_total: int

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.jobs.clock import moment
+from embedq.jobs.contracts import JobOptions, ReindexOptions, RerankOptions
 from embedq.jobs.db import transaction
 from embedq.jobs.errors import CollectionBusyError
-from embedq.jobs.queries import job_view, open_batch_count
+from embedq.jobs.queries import job_view, open_batch_count, options_of
 from embedq.jobs.records import JobView
 from embedq.jobs.schema import Job
 from embedq.jobs.status import JOB_OPEN, JobKind, JobStatus
@@ -39,7 +40,7 @@ class CollectionGuard:
         kind: JobKind | str,
         collection: str,
         model: str,
-        options: dict[str, Any] | None = None,
+        options: JobOptions | None = None,
         tenant: str | None = None,
     ) -> str:
         """Record a pending job in this transaction (so no alias moves meanwhile)."""
@@ -130,8 +131,11 @@ def record_catch_up(sessions: sessionmaker[Session], *, job_id: str, started: da
     """Remember when the last catch-up round began: the next looks only at what came after."""
     with transaction(sessions) as s:
         job = lock_job(s, job_id)
-        options: dict[str, Any] = {**job.options, "caught_up_since": started.isoformat()}
-        apply(s, update(Job).where(Job.id == job_id).values(options=options, updated_at=moment()))
+        options = replace(
+            cast(ReindexOptions, options_of(job)), caught_up_since=started.isoformat()
+        )
+        values = {"options": options.to_json(), "updated_at": moment()}
+        apply(s, update(Job).where(Job.id == job_id).values(**values))
 
 
 def end_reindex(
@@ -168,10 +172,10 @@ def last_reindex(sessions: sessionmaker[Session], *, collection: str) -> JobView
 
 def writing_collections(sessions: sessionmaker[Session]) -> set[str]:
     """Physical collections an open job still writes to (never garbage)."""
-    query = select(Job.options).where(Job.status.in_(JOB_OPEN))
+    query = select(Job).where(Job.status.in_(JOB_OPEN))
     with transaction(sessions, read_only=True) as s:
         return {
-            str(options["physical_collection"])
-            for options in s.scalars(query)
-            if options.get("physical_collection")
+            options.physical_collection
+            for options in map(options_of, s.scalars(query))
+            if not isinstance(options, RerankOptions)
         }

@@ -17,8 +17,14 @@ from sqlalchemy.sql.dml import Delete, Update
 
 from embedq.jobs.clock import moment
 from embedq.jobs.constants import SWEEP
+from embedq.jobs.contracts import (
+    IngestOptions,
+    JobOptions,
+    default_options,
+    options_of_kind,
+)
 from embedq.jobs.errors import BatchNotFoundError, InvalidBatchError, JobNotFoundError
-from embedq.jobs.queries import open_batch_count
+from embedq.jobs.queries import open_batch_count, options_of
 from embedq.jobs.records import BatchRef, Completion, Documents, Failure
 from embedq.jobs.schema import Batch, BatchPayload, DocumentFailure, Job
 from embedq.jobs.status import (
@@ -85,21 +91,28 @@ def insert_job(
     kind: JobKind | str,
     collection: str,
     model: str,
-    options: dict[str, Any] | None,
+    options: JobOptions | None,
     tenant: str | None,
 ) -> str:
-    """Add a pending job to the transaction; returns its new id."""
+    """Add a pending job to the transaction; returns its new id.
+
+    ``options`` must be the type its ``kind`` takes; None: that type's defaults.
+    """
+    kind = JobKind(kind)
+    if options is None:
+        options = default_options(kind, collection=collection)
+    options = options_of_kind(kind, options)
     now = moment()
     job_id = uuid4().hex
     s.add(
         Job(
             id=job_id,
             tenant=tenant,
-            kind=JobKind(kind).value,
+            kind=kind.value,
             status=JobStatus.pending,
             collection=collection,
             model=model,
-            options=dict(options or {}),
+            options=options.to_json(),
             sealed=False,
             created_at=now,
             updated_at=now,
@@ -142,7 +155,8 @@ def insert_batches(
                 created_at=now,
             )
         )
-        s.execute(insert(BatchPayload).values(batch_id=ref.id, documents=documents))
+        payloads = [document.to_json() for document in documents]
+        s.execute(insert(BatchPayload).values(batch_id=ref.id, documents=payloads))
     return refs
 
 
@@ -306,7 +320,9 @@ def needs_sweep(s: Session, job: Job) -> bool:
     A sync whose intake stopped part-way (``job.error``) sweeps nothing: what its
     input would have held is not known.
     """
-    if job.kind != JobKind.ingest.value or not job.options.get("sync") or job.error:
+    if job.kind != JobKind.ingest.value or job.error:
+        return False
+    if not cast(IngestOptions, options_of(job)).sync:
         return False
     swept = select(Batch.id).where(Batch.job_id == job.id, Batch.role == SWEEP).exists()
     return not s.scalar(select(swept))

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from embedq.errors import InvalidSettingError
 from embedq.models import flag, heads, tokens
 from embedq.models.calibration import calibrate
 from embedq.models.describe import ModelDescription
-from embedq.models.device import place
+from embedq.models.device import Placement, place
 from embedq.models.loading import (
     SentenceTransformerHints,
     has_m3_heads,
@@ -36,8 +37,9 @@ from embedq.models.runtime import (
     RuntimeStats,
     TokenSequence,
     build_runtime,
+    cost_prior,
 )
-from embedq.models.splitting import Failure
+from embedq.models.splitting import NoFit
 from embedq.models.tokens import LongText, SpecialTokens, TokenizedText, Window
 
 logger = logging.getLogger(__name__)
@@ -64,9 +66,60 @@ class EmbedderSettings:
 
 
 class _Vectors(NamedTuple):
-    dense: np.ndarray | None
+    dense: npt.NDArray[np.float32] | None
     sparse: dict[int, float] | None
-    colbert: np.ndarray | None
+    colbert: npt.NDArray[np.float32] | None
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """One embedding model's modules and what its folder says; every view of it shares them."""
+
+    name: str
+    folder: Path
+    is_m3: bool
+    modules: flag.EncoderModules
+
+    @classmethod
+    def read(cls, model: str | Path, *, trust_remote_code: bool = False) -> EmbeddingModel:
+        """Load the modules on the CPU in fp32; the caller moves them to their device."""
+        folder = resolve_model_dir(model)
+        is_m3 = has_m3_heads(folder, str(model))
+        loader = flag.load_m3 if is_m3 else flag.load_dense
+        modules = loader(folder, trust_remote_code=trust_remote_code)
+        return cls(name=str(model), folder=folder, is_m3=is_m3, modules=modules)
+
+    def settings(
+        self,
+        *,
+        max_length: int | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        outputs: Sequence[str] | str | None = None,
+        long_text: LongText = "chunk",
+        chunk_overlap: int | None = None,
+    ) -> EmbedderSettings:
+        """The settings of a view, checked against the model; unset ones from its files."""
+        return _settings(
+            self.name,
+            self.folder,
+            self.modules,
+            is_m3=self.is_m3,
+            max_length=max_length,
+            pooling=pooling,
+            normalize=normalize,
+            outputs=outputs,
+            long_text=long_text,
+            chunk_overlap=chunk_overlap,
+        )
+
+
+def one_sequence_peak(
+    modules: flag.EncoderModules, settings: EmbedderSettings, dtype: torch.dtype
+) -> float:
+    """Predicted activation bytes of one sequence at the view's maximum length: its least need."""
+    extra = _output_bytes_per_token(modules.config, settings.outputs)
+    return cost_prior(modules.config, dtype, extra_per_token=extra).predict(1, settings.max_length)
 
 
 class Embedder:
@@ -103,24 +156,18 @@ class Embedder:
         max_batch_tokens: int | None = None,
         trust_remote_code: bool = False,
     ) -> Embedder:
-        """Load a model from a hub id or a local folder, through FlagEmbedding.
+        """Load a model from a hub id or a local folder, through FlagEmbedding, alone in its budget.
 
         BGE-M3-style folders (with ``colbert_linear.pt`` and ``sparse_linear.pt``)
         offer dense, sparse and ColBERT; any other encoder offers dense. Pooling,
         normalisation and maximum length come from the model's own files unless
         given here. ``outputs`` defaults to dense + sparse for BGE-M3, dense else.
+        Several models in one process share a budget through a ``ModelRegistry``.
         """
-        folder = resolve_model_dir(model)
-        is_m3 = has_m3_heads(folder, str(model))
         placement = place(device, memory_budget, dtype)
-        loader = flag.load_m3 if is_m3 else flag.load_dense
-        modules = loader(folder, trust_remote_code=trust_remote_code)
-        modules.to(placement.device, placement.dtype)
-        settings = _settings(
-            str(model),
-            folder,
-            modules,
-            is_m3=is_m3,
+        loaded = EmbeddingModel.read(model, trust_remote_code=trust_remote_code)
+        loaded.modules.to(placement.device, placement.dtype)
+        settings = loaded.settings(
             max_length=max_length,
             pooling=pooling,
             normalize=normalize,
@@ -128,20 +175,45 @@ class Embedder:
             long_text=long_text,
             chunk_overlap=chunk_overlap,
         )
-        config = modules.config
+        return cls.over(
+            loaded.modules,
+            settings,
+            placement,
+            max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    @classmethod
+    def over(
+        cls,
+        modules: flag.EncoderModules,
+        settings: EmbedderSettings,
+        placement: Placement,
+        *,
+        resident_bytes: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> Embedder:
+        """A view with its own settings and runtime over modules already on ``placement``.
+
+        Views share the modules (the weights), never their runtime, cost model or
+        calibration. ``resident_bytes`` counts every model's weights in the budget
+        (None: only these modules'), as ``build_runtime`` explains.
+        """
         runtime = build_runtime(
             placement=placement,
             modules=modules,
-            extra_per_token=_output_bytes_per_token(config, settings.outputs),
+            extra_per_token=_output_bytes_per_token(modules.config, settings.outputs),
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
+            resident_bytes=resident_bytes,
         )
         embedder = cls(modules=modules, settings=settings, runtime=runtime)
         calibrate(
             runtime,
             embedder._compute,
             max_length=settings.max_length,
-            vocab_size=int(config.vocab_size),
+            vocab_size=int(modules.config.vocab_size),
         )
         logger.info("loaded %s: %s", settings.name, settings)
         return embedder
@@ -234,7 +306,7 @@ class Embedder:
         rows = range(len(batch.lengths))
         dense: Any = [None] * len(rows)
         sparse: list[dict[int, float] | None] = [None] * len(rows)
-        colbert: list[np.ndarray | None] = [None] * len(rows)
+        colbert: list[npt.NDArray[np.float32] | None] = [None] * len(rows)
         if "dense" in settings.outputs:
             dense = heads.dense_vectors(
                 hidden, mask, pooling=settings.pooling, normalize=settings.normalize
@@ -270,14 +342,14 @@ def text_problem(text: object) -> str | None:
 def assemble(
     count: int,
     windows: Sequence[Window],
-    outcomes: Sequence[_Vectors | Failure],
+    outcomes: Sequence[_Vectors | NoFit],
     errors: dict[int, str],
 ) -> list[EmbeddingResult]:
     """Gather windows back into one result per text; one failed window fails its text."""
     chunks: list[list[Chunk]] = [[] for _ in range(count)]
     failures: dict[int, str] = dict(errors)
     for window, outcome in zip(windows, outcomes, strict=True):
-        if isinstance(outcome, Failure):
+        if isinstance(outcome, NoFit):
             failures.setdefault(window.text_index, _chunk_failure(window, outcome))
             continue
         chunks[window.text_index].append(
@@ -296,7 +368,7 @@ def assemble(
     ]
 
 
-def _chunk_failure(window: Window, failure: Failure) -> str:
+def _chunk_failure(window: Window, failure: NoFit) -> str:
     if window.chunk_index == 0 and window.start in (None, 0):
         return failure.reason
     return f"chunk {window.chunk_index}: {failure.reason}"

@@ -41,15 +41,27 @@ class EncoderModules:
         heads = (self.colbert_linear, self.sparse_linear)
         return [self.backbone, *(head for head in heads if head is not None)]
 
-    def weight_bytes(self) -> int:
-        """Bytes held by every part's parameters and buffers."""
+    def weight_bytes(self, dtype: torch.dtype | None = None) -> int:
+        """Bytes held by every part's parameters and buffers.
+
+        With ``dtype``, the bytes they will hold once ``to`` casts them: floating
+        tensors at that precision, integer buffers (position ids) as they are.
+        So a registry can size a model before its weights reach the device.
+        """
         tensors = [t for part in self.parts for t in (*part.parameters(), *part.buffers())]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * _element_size(t, dtype) for t in tensors)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> EncoderModules:
         for part in self.parts:
             part.to(device=device, dtype=dtype).eval()
         return self
+
+
+def _element_size(tensor: torch.Tensor, dtype: torch.dtype | None) -> int:
+    """Bytes per element of ``tensor`` after ``Module.to(dtype=dtype)``, which casts floats only."""
+    if dtype is None or not tensor.is_floating_point():
+        return tensor.element_size()
+    return torch.empty((), dtype=dtype).element_size()
 
 
 def load_m3(folder: Path, *, trust_remote_code: bool = False) -> EncoderModules:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
@@ -37,14 +38,14 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
 
 def dense_vectors(
     hidden: torch.Tensor, mask: torch.Tensor, *, pooling: str, normalize: bool
-) -> np.ndarray:
+) -> npt.NDArray[np.float32]:
     vectors = pool(hidden, mask, pooling)
     if normalize:
         vectors = F.normalize(vectors, dim=-1)
     return to_float32(vectors)
 
 
-def token_weights(hidden: torch.Tensor, sparse_linear: torch.nn.Module) -> np.ndarray:
+def token_weights(hidden: torch.Tensor, sparse_linear: torch.nn.Module) -> npt.NDArray[np.float32]:
     """BGE-M3's per-position lexical weight: relu of a linear map to one number."""
     return to_float32(torch.relu(sparse_linear(hidden)).squeeze(-1))
 
@@ -55,7 +56,7 @@ def colbert_vectors(
     lengths: Sequence[int],
     *,
     normalize: bool,
-) -> list[np.ndarray]:
+) -> list[npt.NDArray[np.float32]]:
     """One vector per token after the first ([CLS]), the final separator included."""
     vectors = colbert_linear(hidden[:, 1:])
     if normalize:
@@ -74,7 +75,7 @@ def unused_token_ids(tokenizer: Any) -> frozenset[int]:
 
 
 def lexical_weights(
-    weights: np.ndarray, input_ids: Sequence[int], unused: Iterable[int]
+    weights: npt.NDArray[np.float32], input_ids: Sequence[int], unused: Iterable[int]
 ) -> dict[int, float]:
     """The largest positive weight of each token id in one sequence, special tokens left out."""
     ids = np.asarray(input_ids, dtype=np.int64)
@@ -89,6 +90,6 @@ def lexical_weights(
     return dict(zip(ids[last_of_id].tolist(), row[last_of_id].tolist(), strict=True))
 
 
-def to_float32(tensor: torch.Tensor) -> np.ndarray:
+def to_float32(tensor: torch.Tensor) -> npt.NDArray[np.float32]:
     """Move to the host first, then widen, so the device never holds an fp32 copy."""
     return tensor.detach().to("cpu").float().numpy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 OUTPUTS = ("dense", "sparse", "colbert")
 
@@ -13,9 +14,9 @@ OUTPUTS = ("dense", "sparse", "colbert")
 class Chunk:
     """One window of a text and its vectors (None for an output not asked for)."""
 
-    dense: np.ndarray | None
+    dense: npt.NDArray[np.float32] | None
     sparse: dict[int, float] | None
-    colbert: np.ndarray | None
+    colbert: npt.NDArray[np.float32] | None
     # character span of the chunk in its text; None when the tokenizer gives no offsets
     start: int | None
     end: int | None

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from embedq.errors import InvalidSettingError
+from embedq.errors import InvalidSettingError, PermanentError
 from embedq.models import flag, tokens
 from embedq.models.calibration import calibrate
-from embedq.models.device import place
+from embedq.models.device import Placement, place
 from embedq.models.loading import resolve_model_dir, usable_max_length
 from embedq.models.runtime import (
     EncoderRuntime,
@@ -28,8 +28,9 @@ from embedq.models.runtime import (
     RuntimeStats,
     TokenSequence,
     build_runtime,
+    cost_prior,
 )
-from embedq.models.splitting import Failure
+from embedq.models.splitting import NoFit
 from embedq.models.tokens import SpecialTokens
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 512
 
 
-class RerankError(ValueError):
+class RerankError(PermanentError, ValueError):
     """Some pairs could not be scored; ``reasons`` maps their positions to why."""
 
     def __init__(self, reasons: dict[int, str]) -> None:
@@ -73,23 +74,44 @@ class Reranker:
         max_batch_tokens: int | None = None,
         trust_remote_code: bool = False,
     ) -> Reranker:
-        folder = resolve_model_dir(model)
+        """Load a cross-encoder alone in its budget (a ``ModelRegistry`` shares one)."""
         placement = place(device, memory_budget, dtype)
-        modules = flag.load_cross_encoder(folder, trust_remote_code=trust_remote_code)
+        modules = read_cross_encoder(model, trust_remote_code=trust_remote_code)
         modules.to(placement.device, placement.dtype)
-        config = modules.config
-        limit = usable_max_length(modules.tokenizer, config)
-        length = max_length or min(DEFAULT_MAX_LENGTH, limit)
-        if not 8 <= length <= limit:
-            raise InvalidSettingError(f"max_length must be between 8 and {limit}, got {length}")
+        return cls.over(
+            modules,
+            placement,
+            max_length=pair_max_length(modules, max_length),
+            max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    @classmethod
+    def over(
+        cls,
+        modules: flag.EncoderModules,
+        placement: Placement,
+        *,
+        max_length: int,
+        resident_bytes: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> Reranker:
+        """A reranker with its own runtime over modules already on ``placement``.
+
+        ``resident_bytes`` counts every model's weights in the budget (None: only
+        these modules'), as ``build_runtime`` explains.
+        """
         runtime = build_runtime(
             placement=placement,
             modules=modules,
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
+            resident_bytes=resident_bytes,
         )
-        reranker = cls(modules=modules, runtime=runtime, max_length=length)
-        calibrate(runtime, reranker._compute, max_length=length, vocab_size=config.vocab_size)
+        reranker = cls(modules=modules, runtime=runtime, max_length=max_length)
+        vocab_size = int(modules.config.vocab_size)
+        calibrate(runtime, reranker._compute, max_length=max_length, vocab_size=vocab_size)
         return reranker
 
     @property
@@ -133,7 +155,7 @@ class Reranker:
         outcomes = self.runtime.map(sequences, self._compute, on_progress=on_progress)
         scores: list[float | None] = [None] * len(pairs)
         for index, outcome in zip(valid, outcomes, strict=True):
-            if isinstance(outcome, Failure):
+            if isinstance(outcome, NoFit):
                 reasons[index] = outcome.reason
             else:
                 scores[index] = _sigmoid(outcome) if normalize else outcome
@@ -159,6 +181,28 @@ class Reranker:
     def _compute(self, batch: PaddedBatch) -> list[float]:
         logits = self.modules.backbone(**batch.inputs, return_dict=True).logits
         return [float(x) for x in logits.view(-1).float().cpu()]
+
+
+def read_cross_encoder(
+    model: str | Path, *, trust_remote_code: bool = False
+) -> flag.EncoderModules:
+    """Load a cross-encoder's modules on the CPU in fp32; the caller moves them."""
+    folder = resolve_model_dir(model)
+    return flag.load_cross_encoder(folder, trust_remote_code=trust_remote_code)
+
+
+def pair_max_length(modules: flag.EncoderModules, max_length: int | None) -> int:
+    """The longest (query, passage) input: as asked, else 512 or the model's limit if lower."""
+    limit = usable_max_length(modules.tokenizer, modules.config)
+    length = max_length or min(DEFAULT_MAX_LENGTH, limit)
+    if not 8 <= length <= limit:
+        raise InvalidSettingError(f"max_length must be between 8 and {limit}, got {length}")
+    return length
+
+
+def one_pair_peak(modules: flag.EncoderModules, max_length: int, dtype: torch.dtype) -> float:
+    """Predicted activation bytes of one pair at ``max_length``: a reranker's least need."""
+    return cost_prior(modules.config, dtype).predict(1, max_length)
 
 
 def _pair_problem(pair: object) -> str | None:

@@ -4,15 +4,15 @@ A caller hands over token sequences and a ``compute`` function that turns a
 padded batch into one output per sequence; the runtime sorts and packs them
 under the memory budget, runs every micro-batch under ``torch.inference_mode``,
 recovers from out-of-memory errors by halving, and returns the outputs in the
-caller's order (or a :class:`Failure` for a sequence that fits nowhere).
+caller's order (or a :class:`NoFit` for a sequence that fits nowhere).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import torch
 
@@ -21,7 +21,7 @@ from embedq.models.device import Placement, free_memory
 from embedq.models.flag import EncoderModules
 from embedq.models.memory import ArchitectureShape, CostModel, format_bytes
 from embedq.models.packing import PackingLimits, PaddingTally, pack
-from embedq.models.splitting import Failure, SplitRunner
+from embedq.models.splitting import NoFit, SplitRunner
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,13 @@ class EncoderRuntime:
         compute: Callable[[PaddedBatch], Sequence[Output]],
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> list[Output | Failure]:
-        """``compute`` over every sequence, in micro-batches; results in input order."""
-        results: list[Output | Failure | None] = [None] * len(sequences)
+    ) -> list[Output | NoFit]:
+        """``compute`` over every sequence, in micro-batches; results in input order.
+
+        An exception raised by ``on_progress`` (a cancelled job) stops the work and
+        propagates unchanged; it is raised between passes, so the runtime stays usable.
+        """
+        results: list[Output | NoFit | None] = [None] * len(sequences)
         runner: SplitRunner[int, Output] = SplitRunner(
             forward=lambda part: self._forward([sequences[i] for i in part], compute),
             on_oom=lambda part: self._after_oom([sequences[i] for i in part]),
@@ -99,7 +103,7 @@ class EncoderRuntime:
         for micro_batch in pack([s.length for s in sequences], self.cost, self.limits):
             for index, outcome in zip(micro_batch, runner.run(micro_batch), strict=True):
                 results[index] = outcome
-                self.stats.failed_sequences += isinstance(outcome, Failure)
+                self.stats.failed_sequences += isinstance(outcome, NoFit)
             done += len(micro_batch)
             if on_progress is not None:
                 on_progress(done, len(sequences))
@@ -124,6 +128,10 @@ class EncoderRuntime:
             inputs["token_type_ids"] = types
         device = self.placement.device
         return PaddedBatch({k: v.to(device, non_blocking=True) for k, v in inputs.items()}, lengths)
+
+    def set_activation_budget(self, budget: float) -> None:
+        """Plan micro-batches for a new activation budget (weights came or went beside it)."""
+        self.limits = replace(self.limits, activation_budget=budget)
 
     def _forward(
         self, part: Sequence[TokenSequence], compute: Callable[[PaddedBatch], Sequence[Output]]
@@ -157,6 +165,22 @@ DEFAULT_MAX_BATCH_SIZE = {"cuda": 512, "cpu": 128}
 DEFAULT_CPU_BATCH_TOKENS = 2048
 
 
+def activation_budget(placement: Placement, resident_bytes: int) -> float:
+    """What activations may plan for once ``resident_bytes`` of weights sit in the budget.
+
+    Zero or less when the weights alone fill the budget.
+    """
+    spare = placement.budget - resident_bytes
+    return spare * GPU_ACTIVATION_SHARE if placement.is_cuda else float(spare)
+
+
+def cost_prior(config: Any, dtype: torch.dtype, *, extra_per_token: int = 0) -> CostModel:
+    """The analytic cost model of an encoder of this configuration run in ``dtype``."""
+    dtype_bytes = torch.empty((), dtype=dtype).element_size()
+    shape = ArchitectureShape.from_config(config, dtype_bytes=dtype_bytes)
+    return CostModel.from_architecture(shape, extra_per_token=extra_per_token)
+
+
 def build_runtime(
     *,
     placement: Placement,
@@ -164,24 +188,27 @@ def build_runtime(
     extra_per_token: int = 0,
     max_batch_size: int | None = None,
     max_batch_tokens: int | None = None,
+    resident_bytes: int | None = None,
 ) -> EncoderRuntime:
-    """A runtime whose activation budget is what the weights leave of the memory budget."""
-    weights = modules.weight_bytes()
-    spare = placement.budget - weights
-    if spare <= 0:
+    """A runtime whose activation budget is what the resident weights leave of the budget.
+
+    ``resident_bytes`` counts every model's weights on the device (a registry's
+    sum); None counts only these modules', as for a model alone in its budget.
+    """
+    weights = modules.weight_bytes() if resident_bytes is None else resident_bytes
+    budget = activation_budget(placement, weights)
+    if budget <= 0:
         raise InvalidSettingError(
             f"memory budget {format_bytes(placement.budget)} does not even hold the model's "
             f"weights ({format_bytes(weights)})"
         )
     on_gpu = placement.is_cuda
     limits = PackingLimits(
-        activation_budget=spare * GPU_ACTIVATION_SHARE if on_gpu else float(spare),
+        activation_budget=budget,
         max_batch_size=max_batch_size or DEFAULT_MAX_BATCH_SIZE["cuda" if on_gpu else "cpu"],
         max_batch_tokens=max_batch_tokens or (None if on_gpu else DEFAULT_CPU_BATCH_TOKENS),
     )
-    dtype_bytes = torch.empty((), dtype=placement.dtype).element_size()
-    shape = ArchitectureShape.from_config(modules.config, dtype_bytes=dtype_bytes)
-    cost = CostModel.from_architecture(shape, extra_per_token=extra_per_token)
+    cost = cost_prior(modules.config, placement.dtype, extra_per_token=extra_per_token)
     logger.info(
         "weights %s, activation budget %s on %s (%s)",
         format_bytes(weights),

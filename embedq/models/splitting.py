@@ -20,8 +20,8 @@ Output = TypeVar("Output")
 
 
 @dataclass(frozen=True)
-class Failure:
-    """An item that could not be processed, and why."""
+class NoFit:
+    """An item that fits the budget nowhere, even alone, and why: it fails by itself."""
 
     reason: str
 
@@ -40,8 +40,8 @@ class SplitRunner(Generic[Item, Output]):
     on_oom: Callable[[Sequence[Item]], None]
     too_big: Callable[[Item], str]
 
-    def run(self, items: Sequence[Item]) -> list[Output | Failure]:
-        results: list[Output | Failure | None] = [None] * len(items)
+    def run(self, items: Sequence[Item]) -> list[Output | NoFit]:
+        results: list[Output | NoFit | None] = [None] * len(items)
         pending = [(0, len(items))]
         while pending:
             start, stop = pending.pop()
@@ -49,7 +49,7 @@ class SplitRunner(Generic[Item, Output]):
             if outputs is not None:
                 results[start:stop] = outputs
             elif stop - start == 1:
-                results[start] = Failure(self.too_big(items[start]))
+                results[start] = NoFit(self.too_big(items[start]))
             else:
                 middle = (start + stop) // 2
                 # second half pushed first so the first half runs first

@@ -101,7 +101,10 @@ def train_tokenizer(
         pair=pair,
         special_tokens=[(t, tokenizer.token_to_id(t)) for t in dict.fromkeys((first, last))],
     )
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
+    # transformers ships this constructor (and from_config below) untyped
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call, unused-ignore]
+        tokenizer_object=tokenizer, **specials
+    )
     wrapped.save_pretrained(str(folder))
 
 
@@ -144,7 +147,8 @@ def build_encoder(
     config.num_labels = 1  # a cross-encoder scores with one logit
     torch.manual_seed(seed)
     model_class = AutoModelForSequenceClassification if reranker else AutoModel
-    model_class.from_config(config).save_pretrained(str(folder))
+    model = model_class.from_config(config)  # type: ignore[no-untyped-call, unused-ignore]
+    model.save_pretrained(str(folder))
     if m3_heads and not reranker:
         hidden = shape.hidden_size
         torch.save(torch.nn.Linear(hidden, hidden).state_dict(), folder / "colbert_linear.pt")

@@ -2,7 +2,7 @@
 
 The model and its settings come from the ledger (the newest job that wrote the
 collection), never from the caller, so an index cannot be queried with the wrong
-model by accident. Models load once per process and stay loaded.
+model by accident. Models come from the caller's registry (one per process).
 """
 
 from embedq.search.errors import (

@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,19 +23,18 @@ _PAGE = 50
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """The model a collection was built with and the job options that decide how it loads."""
+    """The model a collection was built with, how it embedded texts, and into which version.
+
+    ``embedding`` and ``physical_collection`` are None where no job has built it yet.
+    """
 
     model: str
-    options: dict[str, Any]
+    embedding: jobs.Embedding | None = None
+    physical_collection: str | None = None
 
     @property
     def outputs(self) -> frozenset[str]:
-        return frozenset(str(self.options.get("outputs") or "").split(",")) - {""}
-
-    @property
-    def physical_collection(self) -> str | None:
-        physical = self.options.get("physical_collection")
-        return str(physical) if physical else None
+        return frozenset() if self.embedding is None else self.embedding.outputs
 
 
 def index_settings(
@@ -50,10 +48,12 @@ def index_settings(
     with another model, does not decide how the live version is searched.
     """
     for view in _newest_first(sessions, collection):
-        if physical is not None and view.options.get("physical_collection") != physical:
+        options = view.options
+        assert isinstance(options, (jobs.IngestOptions, jobs.ReindexOptions))  # BUILDING_KINDS
+        if physical is not None and options.physical_collection != physical:
             continue
         if view.status in _WROTE or view.chunks_done > 0:
-            return IndexSettings(model=view.model, options=dict(view.options))
+            return IndexSettings(view.model, options.embedding, options.physical_collection)
     where = f" (as {physical})" if physical is not None else ""
     raise NotIndexedError(
         f"no ingest or re-index job has written collection {collection!r}{where}, "

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from qdrant_client import models as qm
 
 from embedq.search.errors import UnsupportedModeError
 from embedq.store import DENSE, SPARSE, CollectionShape, QdrantStore
 from embedq.store.errors import translated
+
+FloatArray = npt.NDArray[np.floating[Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class QueryVectors:
-    dense: np.ndarray | None
+    dense: FloatArray | None
     sparse: dict[int, float] | None
 
 

@@ -8,13 +8,12 @@ from dataclasses import dataclass, replace
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq.errors import InvalidSettingError
-from embedq.models import RerankError
-from embedq.search import loaded
+from embedq.models import EmbedderSpec, RerankError
+from embedq.models.protocols import BatchEmbedder, ModelSource, PairScorer
 from embedq.search.errors import InvalidQueryError, NotIndexedError, RerankFailedError
-from embedq.search.index import index_settings
+from embedq.search.index import IndexSettings, index_settings
 from embedq.search.query import Hit, QueryVectors, chosen_mode, run_query, searchable
 from embedq.store import QdrantStore
-from embedq.workers.context import BatchEmbedder
 
 # With a reranker, it rescores at least this many first-stage hits and keeps the best
 # ``top_k``: reranking only the hits that would be shown anyway could only reorder them.
@@ -44,16 +43,16 @@ def plan_search(
     store: QdrantStore,
     collection: str,
     *,
+    models: ModelSource,
     mode: str = "hybrid",
-    device: str | None = None,
-    memory_budget: str | None = None,
     embedder: BatchEmbedder | None = None,
 ) -> QueryPlan:
     """Settle how ``collection`` is searched, for any number of queries.
 
     Queries are embedded with the model and settings the ledger recorded for the
-    collection (``embedder`` replaces that model, for callers that hold one), and
-    searched through the collection's alias, so they follow re-index swaps.
+    collection, taken from ``models`` (the process's registry; ``embedder`` replaces
+    that model, for callers that hold one), and searched through the collection's
+    alias, so they follow re-index swaps.
     """
     physical = store.resolve(collection)
     index = index_settings(sessions, collection, physical=physical)
@@ -64,10 +63,18 @@ def plan_search(
     available = searchable(store.shape_of(physical), index.outputs)
     mode = chosen_mode(mode, available, collection)
     if embedder is None:
-        embedder = loaded.query_embedder(
-            index, available, device=device, memory_budget=memory_budget
-        )
+        embedder = models.embedder(index.model, query_spec(index, available))
     return QueryPlan(collection, mode, embedder)
+
+
+def query_spec(index: IndexSettings, outputs: frozenset[str]) -> EmbedderSpec:
+    """How queries of ``index`` are embedded, for ``outputs``: as its documents were.
+
+    A query is one chunk (truncated), whatever the collection did with long texts:
+    a document's chunks are embedded alike either way, so vectors still compare.
+    """
+    max_length = None if index.embedding is None else index.embedding.max_length
+    return EmbedderSpec(max_length=max_length, long_text="truncate", outputs=outputs)
 
 
 def search(
@@ -76,39 +83,47 @@ def search(
     collection: str,
     query: str,
     *,
+    models: ModelSource,
     top_k: int = 10,
     mode: str = "hybrid",
     rerank_model: str | None = None,
-    device: str | None = None,
-    memory_budget: str | None = None,
     embedder: BatchEmbedder | None = None,
 ) -> list[Hit]:
     """The ``top_k`` best chunks of ``collection`` for ``query``, best first (see
     ``plan_search``), rescored by ``rerank_model`` if given."""
     if top_k < 1:
         raise InvalidSettingError(f"top_k must be at least 1, not {top_k}")
-    plan = plan_search(
-        sessions,
-        store,
-        collection,
-        mode=mode,
-        device=device,
-        memory_budget=memory_budget,
-        embedder=embedder,
-    )
+    plan = plan_search(sessions, store, collection, models=models, mode=mode, embedder=embedder)
     limit = top_k if rerank_model is None else max(top_k, RERANK_POOL)
     hits = plan.hits(store, query, limit)
     if rerank_model is None:
         return hits
-    model = loaded.reranker(rerank_model, device=device, memory_budget=memory_budget)
-    return reranked(hits, model.score, query, top_k)
+    return reranked(hits, every_score(models.reranker(rerank_model)), query, top_k)
 
 
 def hybrid_candidates(
-    sessions: sessionmaker[Session], store: QdrantStore, collection: str, query: str, n: int
+    sessions: sessionmaker[Session],
+    store: QdrantStore,
+    collection: str,
+    query: str,
+    n: int,
+    *,
+    models: ModelSource,
 ) -> list[Hit]:
     """The ``n`` best chunks by hybrid search (dense alone where there is no sparse)."""
-    return search(sessions, store, collection, query, top_k=n, mode="hybrid")
+    return search(sessions, store, collection, query, models=models, top_k=n, mode="hybrid")
+
+
+def every_score(scorer: PairScorer) -> Scorer:
+    """``scorer`` as a ``Scorer``: every pair's score, or ``RerankError`` saying which failed."""
+
+    def score(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        scores, reasons = scorer.score_each(pairs)
+        if reasons:
+            raise RerankError(reasons)
+        return [score for score in scores if score is not None]
+
+    return score
 
 
 def reranked(hits: Sequence[Hit], score: Scorer, query: str, top_k: int) -> list[Hit]:

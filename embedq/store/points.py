@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from qdrant_client import models as qm
 
 from embedq.store.errors import InvalidPointError
 from embedq.store.shape import COLBERT, DENSE, SPARSE
+
+FloatArray = npt.NDArray[np.floating[Any]]
 
 # Fixed forever: changing it changes every point id, so re-indexed data would duplicate.
 POINT_NAMESPACE = uuid.UUID("d696fe8a-bc13-4a67-9cda-98cd22ad90ba")
@@ -35,12 +38,12 @@ class PointData:
     doc_id: str
     chunk: int
     text: str
-    metadata: dict | None
+    metadata: dict[str, Any] | None
     job_id: str
     model: str
-    dense: np.ndarray | None
+    dense: FloatArray | None
     sparse: dict[int, float] | None
-    colbert: np.ndarray | None
+    colbert: FloatArray | None
     # the whole text, on a document's first chunk when the chunks do not hold all of it
     # (chunked or truncated): a re-index reads documents back from their points
     document: str | None = None
@@ -103,7 +106,7 @@ def _checked_vectors(point: PointData, where: str) -> tuple[int, int]:
     return floats, indices
 
 
-def _checked_array(array: np.ndarray, ndim: int, what: str) -> int:
+def _checked_array(array: FloatArray, ndim: int, what: str) -> int:
     array = np.asarray(array)
     if array.ndim != ndim or array.size == 0:
         raise InvalidPointError(f"{what} must be a non-empty {ndim}-d array, not {array.shape}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from qdrant_client import models as qm
 
@@ -11,6 +12,16 @@ from embedq.errors import InvalidSettingError
 from embedq.store.errors import IncompatibleCollectionError
 
 DENSE, SPARSE, COLBERT = "dense", "sparse", "colbert"
+
+
+class VectorSizes(Protocol):
+    """What a collection's shape needs of a model: its vector sizes (a model description)."""
+
+    @property
+    def dense_dim(self) -> int: ...
+
+    @property
+    def colbert_dim(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,15 @@ class CollectionShape:
         for dim in (self.dense_dim, self.colbert_dim):
             if dim is not None and dim < 1:
                 raise InvalidSettingError(f"a vector size must be positive, not {dim}")
+
+    @classmethod
+    def for_outputs(cls, model: VectorSizes, outputs: Collection[str]) -> CollectionShape:
+        """The shape of a collection holding ``outputs`` of ``model``."""
+        return cls(
+            dense_dim=model.dense_dim if DENSE in outputs else None,
+            sparse=SPARSE in outputs,
+            colbert_dim=model.colbert_dim if COLBERT in outputs else None,
+        )
 
     def differences(self, wanted: CollectionShape) -> list[str]:
         """How this (existing) shape differs from ``wanted``, one phrase per vector."""

@@ -31,13 +31,13 @@ class Channel(kombu_redis.Channel):
         if self._lost():
             logger.info("message %s not acknowledged: its connection was lost", delivery_tag)
             return
-        super().basic_ack(delivery_tag, multiple=multiple)
+        super().basic_ack(delivery_tag, multiple=multiple)  # type: ignore[no-untyped-call]
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self._lost():
             logger.info("message %s not rejected: its connection was lost", delivery_tag)
             return
-        super().basic_reject(delivery_tag, requeue=requeue)
+        super().basic_reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
 
     def _lost(self) -> bool:
         transport = self.connection

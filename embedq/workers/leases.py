@@ -5,6 +5,14 @@ renewals stop, the lease runs out, and another worker takes the batch over. A wo
 cut off from the ledger for longer than a lease may find, once back, that its batch
 was taken over: ``confirm`` before each write makes it drop the batch then instead
 of writing over what the new owner (or a later job) wrote.
+
+A renewal the ledger refuses (the job was cancelled or ended, or the batch taken
+over) sets ``lost``: the running batch reads it after each micro-batch and stops
+(see ``cancellation``).
+
+The lease's scope is the batch's: a ``with`` block from the claim stops it on the way
+out, however the batch ended, unless the batch was handed over to another thread
+(the background writer), whose end of the batch stops it instead. It stops once.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ class LeaseKeeper:
         self._context = context
         self._batch_id = batch_id
         self._stop = threading.Event()
+        self._stopping = threading.Lock()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{batch_id}", daemon=True)
+        self._handed_over = False
         self.lost = False
 
     def start(self) -> LeaseKeeper:
@@ -37,9 +47,18 @@ class LeaseKeeper:
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        """End the renewals; the first call ends them, any later one has nothing to do."""
+        with self._stopping:  # the writer's threads and the caller's may both get here
+            if self._stop.is_set():
+                return
+            self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def hand_over(self) -> None:
+        """The batch goes on on another thread, which stops the lease when the batch ends:
+        leaving the ``with`` block no longer does."""
+        self._handed_over = True
 
     def confirm(self) -> None:
         """Renew the lease now, before a write: a full lease from here is this worker's.
@@ -50,7 +69,10 @@ class LeaseKeeper:
         if not self.lost and self._renew_once():
             return
         self.lost = True
-        raise jobs.LeaseLostError(f"the lease on batch {self._batch_id} was taken over")
+        raise jobs.LeaseLostError(
+            f"the lease on batch {self._batch_id} was lost (its job ended, or another "
+            "worker took the batch over)"
+        )
 
     def __enter__(self) -> LeaseKeeper:
         return self.start()
@@ -61,7 +83,8 @@ class LeaseKeeper:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        if not self._handed_over:
+            self.stop()
 
     def _renew(self) -> None:
         seconds = self._context.settings.lease_seconds
@@ -72,9 +95,14 @@ class LeaseKeeper:
                 logger.warning("could not renew the lease on %s: %s", self._batch_id, error)
                 continue
             if not renewed:
-                # taken over (or ended): confirm() stops the batch before its next write
+                # cancelled, ended or taken over: the batch stops at its next micro-batch,
+                # and confirm() keeps anything of it from being written
                 self.lost = True
-                logger.warning("lease on batch %s was taken over", self._batch_id)
+                logger.warning(
+                    "lease on batch %s was lost (its job ended, or another worker took it "
+                    "over): stopping it",
+                    self._batch_id,
+                )
                 return
 
     def _renew_once(self) -> bool:

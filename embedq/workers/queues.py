@@ -10,7 +10,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +18,9 @@ from embedq.outages import BROKER, ride_out
 from embedq.settings import Settings
 from embedq.store import QdrantStore
 from embedq.workers.ingest.writer import BatchWriter, on_writer_thread
+
+if TYPE_CHECKING:
+    from embedq.models import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +124,32 @@ def make_queue(
     *,
     sessions: sessionmaker[Session],
     store: QdrantStore,
+    models: ModelSource | None = None,
     reindex: bool = False,
 ) -> BatchQueue:
     """Celery when a broker is configured, else batches run in this process.
 
-    In-process runs share the caller's ledger sessions and Qdrant client: a
+    In-process runs share the caller's ledger sessions, Qdrant client and ``models``
+    (the process's registry; one is made from ``settings`` if none is given): a
     local-mode Qdrant folder admits one client per process, used from one thread,
     so only writes to a Qdrant server go to a background writer.
     """
     if settings.broker_url:
         return CeleryQueue(settings, reindex=reindex)
+    from embedq.models import ModelRegistry
     from embedq.workers.context import WorkerContext
-    from embedq.workers.pipeline import process_batch
+    from embedq.workers.lifecycle import process_batch
 
     writer = BatchWriter() if settings.qdrant_url is not None else None
-    context = WorkerContext(settings=settings, sessions=sessions, store=store, writer=writer)
     queue = InProcessQueue(
         lambda batch_id, publish: process_batch(context, batch_id, publish=publish), writer
     )
-    context.publish_reindex = queue.publish  # one queue here: re-index batches run in turn
+    context = WorkerContext(
+        settings=settings,
+        sessions=sessions,
+        store=store,
+        models=models or ModelRegistry(settings.device, settings.memory_budget),
+        writer=writer,
+        publish_reindex=queue.publish,  # one queue here: re-index batches run in turn
+    )
     return queue

@@ -32,8 +32,11 @@ logger = logging.getLogger(__name__)
 REAP_INTERVAL_S = 10.0
 
 # the job kinds that share the ingestion queue; re-index batches have a queue of their own
-INGEST_LANE = frozenset(kind for kind in jobs.JobKind if kind != jobs.JobKind.reindex)
 REINDEX_LANE = frozenset({jobs.JobKind.reindex})
+INGEST_LANE = frozenset(jobs.JobKind) - REINDEX_LANE
+
+# the kinds of job an abandoned one is wound up for: an ingestion deferred its index
+WOUND_UP = frozenset({jobs.JobKind.ingest})
 
 
 class Reaper:
@@ -138,7 +141,8 @@ def _wind_up(
     job_id: str,
 ) -> None:
     view = jobs.get_job(sessions, job_id=job_id)
-    if view is None or not view.ended or view.kind != jobs.JobKind.ingest:
-        return  # its last batch's end does this (see pipeline.after_batch)
-    physical = str(view.options.get("physical_collection", view.collection))
+    if view is None or not view.ended or view.kind not in WOUND_UP:
+        return  # its last batch's end does this (see hooks.ingestion_end)
+    assert isinstance(view.options, jobs.IngestOptions)
+    physical = view.options.physical_collection
     ingestion_ended(sessions, store, publish, physical=physical, collection=view.collection)

@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.errors import RetryableError
+from embedq.jobs import open_ledger
 from embedq.settings import Settings
 from embedq.workers.celery_app import EMBED_BATCH, REINDEX_BATCH
 from embedq.workers.context import WorkerContext
 from embedq.workers.ingest.writer import BatchWriter, OnError
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 from embedq.workers.queues import queue_depth
 from embedq.workers.reaper import Reaper
 
@@ -51,7 +52,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     }
 
     def run(batch_id: str, *, queue: str, task_name: str) -> None:
-        context = worker_context(settings)
+        context = worker_context(app, settings, publish_reindex=publish_reindex)
 
         def publish(child_id: str) -> None:  # a split's halves go where their parent came from
             app.send_task(task_name, args=[child_id], queue=queue)
@@ -60,12 +61,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         if outcome.status != "writing":  # a handed-over batch is logged when its write ends
             logger.info("batch %s: %s (%s)", batch_id, outcome.status, outcome.stages())
 
-    @app.task(name=EMBED_BATCH, **retrying)
+    @app.task(name=EMBED_BATCH, **retrying)  # type: ignore[untyped-decorator]
     def embed_batch(task: Task, batch_id: str) -> None:
         run(batch_id, queue=settings.queue, task_name=EMBED_BATCH)
 
     # re-index batches: their own queue (served after ingestion's) and rate limit
-    @app.task(name=REINDEX_BATCH, rate_limit=settings.reindex_rate_limit, **retrying)
+    @app.task(name=REINDEX_BATCH, rate_limit=settings.reindex_rate_limit, **retrying)  # type: ignore[untyped-decorator]
     def reindex_batch(task: Task, batch_id: str) -> None:
         run(batch_id, queue=settings.reindex_queue, task_name=REINDEX_BATCH)
 
@@ -91,15 +92,16 @@ def republisher(app: Celery, settings: Settings, sessions: sessionmaker[Session]
             # its job was deleted: a worker would only fail on it with BatchNotFoundError
             logger.warning("batch %s is no longer in the ledger: not published again", batch_id)
             return
-        reindex = kind == jobs.JobKind.reindex
-        app.send_task(
-            REINDEX_BATCH if reindex else EMBED_BATCH,
-            args=[batch_id],
-            queue=settings.reindex_queue if reindex else settings.queue,
-            countdown=delay,
-        )
+        task, queue = route(settings, jobs.JobKind(kind))
+        app.send_task(task, args=[batch_id], queue=queue, countdown=delay)
 
     return publish_again
+
+
+def route(settings: Settings, kind: jobs.JobKind) -> tuple[str, str]:
+    """The task and queue of a job kind's batches: re-index batches have their own."""
+    routes = {jobs.JobKind.reindex: (REINDEX_BATCH, settings.reindex_queue)}
+    return routes.get(kind, (EMBED_BATCH, settings.queue))
 
 
 def write_retrier(settings: Settings, publish_again: Republish) -> OnError:
@@ -121,17 +123,14 @@ def write_retrier(settings: Settings, publish_again: Republish) -> OnError:
 
 
 def _connect_process_signals(
-    app: Celery, settings: Settings, *, publish_reindex: Callable[[str], None]
+    app: Celery, settings: Settings, *, publish_reindex: Callable[[str], object]
 ) -> None:
-    """Per worker process, after the fork: the context, its writer, the reaper; at exit, stop."""
+    """Per worker process, after the fork: the context, whole, and the reaper; at exit, stop."""
 
-    @worker_process_init.connect(weak=False)
+    @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _start(**_: object) -> None:
-        context = worker_context(settings)
+        context = worker_context(app, settings, publish_reindex=publish_reindex)
         publish_again = republisher(app, settings, context.sessions)
-        if settings.qdrant_url is not None:  # a local folder's client keeps to one thread
-            context.writer = BatchWriter(on_error=write_retrier(settings, publish_again))
-        context.publish_reindex = publish_reindex
         reaper = Reaper(
             context,
             publish=lambda batch_id: publish_again(batch_id, None),
@@ -140,7 +139,7 @@ def _connect_process_signals(
         reaper.start()
         _process["reaper"] = reaper
 
-    @worker_process_shutdown.connect(weak=False)
+    @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _stop(**_: object) -> None:
         reaper = _process.pop("reaper", None)
         if isinstance(reaper, Reaper):
@@ -150,9 +149,27 @@ def _connect_process_signals(
             context.writer.close()
 
 
-def worker_context(settings: Settings) -> WorkerContext:
+def worker_context(
+    app: Celery, settings: Settings, *, publish_reindex: Callable[[str], object]
+) -> WorkerContext:
+    """This process's context, built whole on first use (in ``worker_process_init``)."""
     context = _process.get("context")
     if not isinstance(context, WorkerContext):
-        context = WorkerContext.create(settings)
+        context = build_context(app, settings, publish_reindex=publish_reindex)
         _process["context"] = context
     return context
+
+
+def build_context(
+    app: Celery, settings: Settings, *, publish_reindex: Callable[[str], object]
+) -> WorkerContext:
+    """A worker process's context: with a Qdrant server, a background writer whose failed
+    writes are queued again; re-index catch-up batches go to their own queue."""
+    sessions = open_ledger(settings.ledger_url)  # refuses an unmigrated ledger, clearly
+    writer = None
+    if settings.qdrant_url is not None:  # a local folder's client keeps to one thread
+        publish_again = republisher(app, settings, sessions)
+        writer = BatchWriter(on_error=write_retrier(settings, publish_again))
+    return WorkerContext.create(
+        settings, sessions=sessions, writer=writer, publish_reindex=publish_reindex
+    )

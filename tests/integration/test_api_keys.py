@@ -186,7 +186,7 @@ def new_job(sessions: Sessions, tenant: str | None, **options: Any) -> str:
         model="bge-m3",
         tenant=tenant,
     )
-    documents = [{"id": f"{job_id}-{i}", "text": "text"} for i in range(3)]
+    documents = [jobs.Document(f"{job_id}-{i}", "text") for i in range(3)]
     jobs.add_batch(sessions, job_id=job_id, documents=documents)
     failure = jobs.Failure(line=7, reason=f"bad line in {job_id}")
     jobs.record_intake_failures(sessions, job_id=job_id, failures=[failure])

@@ -17,11 +17,11 @@ from qdrant_client import models as qm
 
 from embedq import jobs
 from embedq.api.client import Client
-from embedq.models import Chunk, EmbeddingResult
+from embedq.models import Chunk, EmbeddingResult, GivenModels
 from embedq.settings import Settings
 from embedq.store import documents as stored
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 from embedq.workers.queues import InProcessQueue
 
 MAX_LENGTH = 32  # tokens per chunk: a few hundred words make dozens of chunks
@@ -224,7 +224,7 @@ def test_payload_indexes_cover_the_fields_documents_are_found_by(server_client, 
 class OneBadVector:
     """A stand-in model whose vector for the text "poison" has the wrong size."""
 
-    def embed(self, texts):
+    def embed(self, texts, *, on_progress=None):
         return [EmbeddingResult(chunks=[_chunk(text)]) for text in texts]
 
 
@@ -256,7 +256,7 @@ def test_a_point_qdrant_refuses_fails_its_document_alone(tmp_path, build_model, 
         settings=client.settings,
         sessions=client.sessions,
         store=client.store,
-        loader=lambda *_: OneBadVector(),
+        models=GivenModels(OneBadVector()),
     )
     client.__dict__["queue"] = InProcessQueue(
         lambda batch_id, publish: process_batch(context, batch_id, publish=publish)

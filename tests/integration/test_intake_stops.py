@@ -22,17 +22,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs, outages
-from embedq.api import cli, producer
+from embedq.api import cli
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
-from embedq.api.ingest.reader import Document
+from embedq.api.ingest import producer
 from embedq.api.remote import RemoteClient
 from embedq.jobs.clock import moment
+from embedq.jobs.contracts import Document
 from embedq.jobs.schema import Job
-from embedq.models import Chunk, EmbeddingResult
+from embedq.models import Chunk, EmbeddingResult, GivenModels
 from embedq.settings import Settings
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 from embedq.workers.queues import InProcessQueue
 
 Sessions = sessionmaker[Session]
@@ -52,8 +53,8 @@ def new_job(sessions: Sessions, kind: str = "ingest") -> str:
     return jobs.create_job(sessions, kind=kind, collection="c", model="m")
 
 
-def documents(count: int, prefix: str = "d") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "text": f"text of {prefix}{i}"} for i in range(count)]
+def documents(count: int, prefix: str = "d") -> list[jobs.Document]:
+    return [jobs.Document(f"{prefix}{i}", f"text of {prefix}{i}") for i in range(count)]
 
 
 def run_batch(sessions: Sessions, batch_id: str) -> None:
@@ -223,7 +224,7 @@ class InterruptedEmbedder:
         self.at = at
         self.calls = 0
 
-    def embed(self, texts):
+    def embed(self, texts, *, on_progress=None):
         self.calls += 1
         if self.calls == self.at:
             raise KeyboardInterrupt
@@ -240,7 +241,7 @@ def test_ctrl_c_during_a_batch_run_here_fails_that_batch_and_ends_the_job(client
         settings=client.settings,
         sessions=client.sessions,
         store=client.store,
-        loader=lambda settings, model, options: InterruptedEmbedder(at=3),
+        models=GivenModels(InterruptedEmbedder(at=3)),
     )
     client.__dict__["queue"] = InProcessQueue(
         lambda batch_id, publish: process_batch(context, batch_id, publish=publish)
@@ -286,7 +287,7 @@ def new_api_job(http: TestClient, count: int) -> dict:
     body = {
         "collection": f"stops_{uuid.uuid4().hex[:10]}",
         "batch_size": 2,
-        "documents": documents(count),
+        "documents": [document.to_json() for document in documents(count)],
     }
     response = http.post("/v1/jobs", json=body)
     assert response.status_code == 201, response.text
@@ -366,7 +367,7 @@ def test_on_embedded_defaults_the_next_command_ends_an_abandoned_job(tmp_path):
     settings = Settings(home=tmp_path / "home", abandon_after_seconds=600)
     killed = Client(settings)  # a producer killed (SIGKILL) with a batch it would have run
     job_id = jobs.create_job(killed.sessions, kind="ingest", collection="c", model="m")
-    jobs.add_batch(killed.sessions, job_id=job_id, documents=[{"id": "a", "text": "t"}])
+    jobs.add_batch(killed.sessions, job_id=job_id, documents=[jobs.Document("a", "t")])
     with killed.sessions.begin() as s:
         s.get(Job, job_id).updated_at = moment() - timedelta(hours=1)  # type: ignore[union-attr]
 

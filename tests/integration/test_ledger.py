@@ -73,11 +73,11 @@ def sessions(engine: Engine) -> Sessions:
     return jobs.make_sessions(engine)
 
 
-def documents(count: int, prefix: str = "d") -> list[dict[str, Any]]:
-    return [{"id": f"{prefix}{i}", "text": f"text of {prefix}{i}"} for i in range(count)]
+def documents(count: int, prefix: str = "d") -> list[jobs.Document]:
+    return [jobs.Document(f"{prefix}{i}", f"text of {prefix}{i}") for i in range(count)]
 
 
-def new_job(sessions: Sessions, **options: Any) -> str:
+def new_job(sessions: Sessions, options: jobs.IngestOptions | None = None) -> str:
     return jobs.create_job(
         sessions, kind="ingest", collection="papers", model="bge-m3", options=options
     )
@@ -195,7 +195,7 @@ def test_a_database_migrated_by_a_newer_embedq_is_refused(engine: Engine) -> Non
 
 
 def test_a_job_runs_to_succeeded_with_exact_counts(sessions: Sessions) -> None:
-    job_id = new_job(sessions, dense=True)
+    job_id = new_job(sessions, jobs.IngestOptions(physical_collection="papers__v1"))
     refs = [
         jobs.add_batch(sessions, job_id=job_id, documents=documents(n, f"b{n}-")) for n in (3, 2, 4)
     ]
@@ -213,7 +213,7 @@ def test_a_job_runs_to_succeeded_with_exact_counts(sessions: Sessions) -> None:
         "papers",
         "bge-m3",
     )
-    assert first.options == {"dense": True}
+    assert first.options == jobs.IngestOptions(physical_collection="papers__v1")
     assert job(sessions, job_id).status == jobs.JobStatus.running
     for ref in refs[1:]:
         claim(sessions, ref.id)
@@ -576,7 +576,7 @@ def test_a_released_batch_whose_retry_message_was_lost_is_published_once_a_perio
     # stamped: neither the next round nor another reaper publishes it again this period
     assert to_publish(sessions, due + PERIOD + timedelta(seconds=2), depth=0) == []
     assert to_publish(sessions, due + 2 * PERIOD + timedelta(seconds=2), depth=0) == [ref.id]
-    claim(sessions, ref.id, "gpu-1", now=due + 2 * PERIOD + timedelta(seconds=3))
+    claim(sessions, ref.id, "gpu-1", lease_seconds=60, now=due + 2 * PERIOD + timedelta(seconds=3))
     assert to_publish(sessions, due + 2 * PERIOD + timedelta(seconds=40), depth=0) == []
     [batch] = jobs.list_batches(sessions, job_id=job_id)
     assert batch.publishes == 4  # the producer's, the retry's, and two re-publishes
@@ -619,7 +619,7 @@ def test_a_batch_overtaken_by_a_later_one_lost_its_message(sessions: Sessions) -
             .where(jobs.schema.Batch.id == later.id)
             .values(published_at=t0 + timedelta(seconds=20))
         )
-    claim(sessions, later.id, now=t0 + timedelta(seconds=21))
+    claim(sessions, later.id, lease_seconds=60, now=t0 + timedelta(seconds=21))
 
     # not judged until the overtaking claim is a period old, whatever the broker holds
     assert to_publish(sessions, t0 + timedelta(seconds=21) + PERIOD - timedelta(seconds=1)) == []
@@ -813,7 +813,7 @@ def test_jobs_are_listed_newest_first_and_by_status(sessions: Sessions) -> None:
     with pytest.raises(jobs.BatchNotFoundError):
         jobs.claim_batch(sessions, batch_id="missing", worker=WORKER)
     with pytest.raises(ValueError):
-        jobs.create_job(sessions, kind="transcode", collection="c", model="m", options={})
+        jobs.create_job(sessions, kind="transcode", collection="c", model="m")
 
 
 def test_queued_batches_can_be_filtered_by_job_and_age(sessions: Sessions, engine: Engine) -> None:

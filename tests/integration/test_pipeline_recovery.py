@@ -12,11 +12,11 @@ import torch
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.errors import ModelLoadError
-from embedq.models import Chunk, EmbeddingResult
+from embedq.models import Chunk, EmbeddingResult, GivenModels
 from embedq.settings import Settings
 from embedq.store import IncompatibleCollectionError
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 from embedq.workers.queues import InProcessQueue
 
 
@@ -27,7 +27,7 @@ class FittingEmbedder:
         self.fits = fits
         self.calls: list[int] = []
 
-    def embed(self, texts):
+    def embed(self, texts, *, on_progress=None):
         self.calls.append(len(texts))
         if len(texts) > self.fits:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -65,7 +65,7 @@ def run_with(client: Client, embedder) -> None:
         settings=client.settings,
         sessions=client.sessions,
         store=client.store,
-        loader=lambda settings, model, options: embedder,
+        models=GivenModels(embedder),
     )
     client.__dict__["queue"] = InProcessQueue(
         lambda batch_id, publish: process_batch(context, batch_id, publish=publish)
@@ -103,7 +103,7 @@ def test_a_single_document_that_never_fits_fails_alone(client, tmp_path, build_m
 
 def test_a_permanent_error_fails_the_batch_with_its_reason(client, tmp_path, build_model):
     class Broken:
-        def embed(self, texts):
+        def embed(self, texts, *, on_progress=None):
             raise ModelLoadError("weights are corrupt")
 
     run_with(client, Broken())
@@ -136,7 +136,7 @@ def test_running_a_batch_twice_counts_it_once(client, tmp_path, build_model):
         settings=client.settings,
         sessions=client.sessions,
         store=client.store,
-        loader=lambda *_: embedder,
+        models=GivenModels(embedder),
     )
     again = process_batch(context, batch.id, publish=lambda _: None)
     assert again.status == "skipped"
@@ -151,7 +151,7 @@ class TakenOverMeanwhile(FittingEmbedder):
         super().__init__(fits=100)
         self.sessions = sessions
 
-    def embed(self, texts):
+    def embed(self, texts, *, on_progress=None):
         [job] = jobs.list_jobs(self.sessions)
         for batch in jobs.list_batches(self.sessions, job_id=job.id):
             if batch.status == "running":  # its lease ran out; a reaper gave it to another
@@ -172,5 +172,5 @@ def test_a_batch_taken_over_while_it_embedded_is_dropped_and_nothing_written(
     assert (batch.status, batch.lease_owner, batch.attempts) == ("running", "other", 2)
     view = client.status(job_id)
     assert view.documents_done == 0
-    physical = str(view.options["physical_collection"])
+    physical = view.options.physical_collection
     assert client.store.client.count(physical, exact=True).count == 0

@@ -18,10 +18,11 @@ from embedq import jobs
 from embedq.api.client import Client
 from embedq.api.reindex.versions import ReindexError
 from embedq.errors import ModelLoadError
+from embedq.models import GivenModels
 from embedq.settings import Settings
 from embedq.store import point_id
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 from embedq.workers.queues import InProcessQueue
 
 
@@ -93,7 +94,7 @@ def test_chunked_documents_come_back_whole(embedded: Client, tmp_path, build_mod
     assert embedded.status(job_id).status == "succeeded"
     assert stored_documents(embedded, "peps__v2") == {f"d{i}": t for i, t in enumerate(texts)}
     # the settings not given stay as the collection was built
-    assert embedded.status(job_id).options["long_text"] == "chunk"
+    assert embedded.status(job_id).options.embedding.long_text == "chunk"
     assert embedded.status(job_id).model == model
 
 
@@ -113,17 +114,17 @@ def test_a_failed_reindex_leaves_the_alias_and_says_why(
     embedded.ingest([corpus(tmp_path / "in.jsonl", scifact_texts[:6])], collection="c", model=model)
 
     class Broken:
-        def embed(self, texts):
+        def embed(self, texts, *, on_progress=None):
             raise ModelLoadError("weights are corrupt")
 
+    queue = InProcessQueue(lambda b, publish: process_batch(context, b, publish=publish))
     context = WorkerContext(
         settings=embedded.settings,
         sessions=embedded.sessions,
         store=embedded.store,
-        loader=lambda *_: Broken(),
+        models=GivenModels(Broken()),
+        publish_reindex=queue.publish,
     )
-    queue = InProcessQueue(lambda b, publish: process_batch(context, b, publish=publish))
-    context.publish_reindex = queue.publish
     embedded.__dict__["queue"] = queue
 
     job_id = embedded.reindex("c")

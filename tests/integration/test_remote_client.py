@@ -30,9 +30,10 @@ from embedq.api import remote as remote_module
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
 from embedq.api.remote import ApiRejectedError, RemoteClient
+from embedq.errors import NotFoundError
 from embedq.settings import Settings
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 
 
 @dataclass
@@ -152,7 +153,7 @@ def test_remote_cancel_and_errors_read_like_local_ones(served: Served, tmp_path)
     )
     assert remote.cancel(job_id) is True
     assert remote.cancel(job_id) is False  # already ended, as the ledger says
-    with pytest.raises(KeyError, match="no job"):
+    with pytest.raises(jobs.JobNotFoundError, match="no job"):
         remote.status(uuid.uuid4().hex)
     with pytest.raises(ApiRejectedError, match="401"):
         RemoteClient(served.url, "eq_wrong").jobs()
@@ -285,7 +286,7 @@ def test_a_rerank_over_the_api_goes_in_bounded_requests_and_reads_back_like_a_lo
     assert {(r.query_id, r.candidate_id): r.score for r in remote.results(job_id)} == (
         pytest.approx(scores, abs=1e-6)
     )
-    with pytest.raises(KeyError, match="no job"):
+    with pytest.raises(jobs.JobNotFoundError, match="no job"):
         remote.results(uuid.uuid4().hex)
 
 
@@ -325,7 +326,9 @@ def test_the_command_line_reranks_and_writes_results_through_the_api(
 def drain_here(served: Served) -> None:
     """Run every queued batch (a sync's sweep included) as a worker would."""
     local = served.local
-    context = WorkerContext(settings=local.settings, sessions=local.sessions, store=local.store)
+    context = WorkerContext(
+        settings=local.settings, sessions=local.sessions, store=local.store, models=local.models
+    )
     while batch_ids := jobs.queued_batches(local.sessions):
         for batch_id in batch_ids:
             process_batch(context, batch_id, publish=lambda _: None)
@@ -388,9 +391,9 @@ def test_another_tenant_can_neither_delete_from_nor_sync_a_collection(served: Se
     remote.ingest([numbered(tmp_path / "a.jsonl", 3)], collection=collection, model=served.model)
     drain_here(served)
     other = RemoteClient(served.url, served.local.create_api_key(tenant="globex").secret)
-    with pytest.raises(KeyError, match="no collection"):
+    with pytest.raises(NotFoundError, match="no collection"):
         other.delete(collection, ids=["d0"])
-    with pytest.raises(KeyError, match="no collection"):
+    with pytest.raises(NotFoundError, match="no collection"):
         other.ingest([tmp_path / "a.jsonl"], collection=collection, model=served.model, sync=True)
     assert stored_doc_ids(served, collection) == ["d0", "d1", "d2"]
 

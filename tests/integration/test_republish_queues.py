@@ -75,7 +75,7 @@ def broker(tmp_path, postgres_schema_url, redis_url) -> Iterator[Broker]:
 
 def batch_of(sessions, kind: jobs.JobKind, *, expired: bool = False) -> str:
     job_id = jobs.create_job(sessions, kind=kind, collection="c", model="m")
-    batch_id = jobs.add_batch(sessions, job_id=job_id, documents=[{"id": "d", "text": "t"}]).id
+    batch_id = jobs.add_batch(sessions, job_id=job_id, documents=[jobs.Document("d", "t")]).id
     if expired:  # published and claimed by a worker that died two minutes ago
         then = datetime.now(timezone.utc) - timedelta(minutes=2)
         with jobs.db.transaction(sessions) as s:

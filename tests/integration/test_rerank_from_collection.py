@@ -50,7 +50,9 @@ def test_candidates_come_from_the_collection_and_are_scored_like_flag_reranker(
     flag = FlagReranker(reranker, use_fp16=False, devices="cpu")
     for query_id in ("q1", "q2"):
         mine = [r for r in results if r.query_id == query_id]
-        hits = hybrid_candidates(indexed.sessions, indexed.store, "papers", queries[query_id], 5)
+        hits = hybrid_candidates(
+            indexed.sessions, indexed.store, "papers", queries[query_id], 5, models=indexed.models
+        )
         assert {r.candidate_id for r in mine} == {hit.doc_id for hit in hits}
         assert [r.rank for r in mine] == list(range(1, len(mine) + 1))
         texts = {hit.doc_id: hit.text for hit in hits}

@@ -18,11 +18,12 @@ from embedq import jobs
 from embedq.api.cli import main
 from embedq.api.client import Client
 from embedq.api.http.app import create_app
-from embedq.api.rerank.query_reader import Candidate, Query, pair_bounded, query_from
+from embedq.api.rerank.query_reader import pair_bounded, query_from
 from embedq.errors import ModelLoadError
+from embedq.jobs.contracts import Candidate, Query
 from embedq.settings import Settings
 from embedq.workers.context import WorkerContext
-from embedq.workers.pipeline import process_batch
+from embedq.workers.lifecycle import process_batch
 
 QUERIES = ["what causes cell death", "vitamin D and bone density", "does aspirin help"]
 
@@ -71,9 +72,9 @@ def write_input(path: Path, rows: list[dict], *, bad: bool = False, gz: bool = F
     return path
 
 
-def payloads(rows: list[dict]) -> list[dict]:
+def payloads(rows: list[dict]) -> list[jobs.Query]:
     """The rows as a rerank batch holds them."""
-    return [query_from(row, n, where="row").as_payload() for n, row in enumerate(rows)]  # type: ignore[union-attr]
+    return [query_from(row, n, where="row") for n, row in enumerate(rows)]  # type: ignore[misc]
 
 
 def by_query(results: list[jobs.RerankResult]) -> dict[str, list[jobs.RerankResult]]:
@@ -178,10 +179,15 @@ def test_batches_hold_at_most_max_pairs_unless_one_query_has_more():
 
 def test_a_batch_run_twice_counts_once(tmp_path, model, rows):
     client = Client(Settings(home=tmp_path / "home"))
-    job_id = jobs.create_job(client.sessions, kind="rerank", collection="", model=model, options={})
+    job_id = jobs.create_job(client.sessions, kind="rerank", collection="", model=model)
     batch = jobs.add_batch(client.sessions, job_id=job_id, documents=payloads(rows))
     jobs.seal_job(client.sessions, job_id=job_id)
-    context = WorkerContext(settings=client.settings, sessions=client.sessions, store=client.store)
+    context = WorkerContext(
+        settings=client.settings,
+        sessions=client.sessions,
+        store=client.store,
+        models=client.models,
+    )
     assert process_batch(context, batch.id, publish=lambda _: None).status == "succeeded"
     assert process_batch(context, batch.id, publish=lambda _: None).status == "skipped"
     # a worker whose lease was taken over completes late: nothing is written or counted again

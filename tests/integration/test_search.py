@@ -10,14 +10,14 @@ import pytest
 
 from embedq.api import cli
 from embedq.api.client import Client
-from embedq.models import Embedder, Reranker
+from embedq.models import EmbedderSpec, Reranker
+from embedq.models.embedder import EmbeddingModel
 from embedq.search import (
     MODES,
     RERANK_POOL,
     NotIndexedError,
     UnsupportedModeError,
     hybrid_candidates,
-    loaded,
 )
 from embedq.settings import Settings
 
@@ -59,7 +59,7 @@ def client(request, tmp_path):
     client.migrate()
     yield client
     for view in client.jobs():  # each test's collections are its own: drop them
-        client.store.client.delete_collection(view.options["physical_collection"])
+        client.store.client.delete_collection(view.options.physical_collection)
 
 
 def ingest(client, corpus, model, *, outputs="dense,sparse", collection=None) -> str:
@@ -78,16 +78,15 @@ def ingest(client, corpus, model, *, outputs="dense,sparse", collection=None) ->
 
 @pytest.fixture
 def load_calls(monkeypatch):
-    """Every Embedder.load call search makes (the real load runs), from an empty cache."""
+    """Every model search reads from disk (the real read runs)."""
     calls = []
-    real = Embedder.load
+    real = EmbeddingModel.read.__func__
 
-    def spy(model, **kwargs):
-        calls.append((str(model), kwargs))
-        return real(model, **kwargs)
+    def spy(cls, model, **kwargs):
+        calls.append(str(model))
+        return real(cls, model, **kwargs)
 
-    monkeypatch.setattr(loaded, "_embedders", {})
-    monkeypatch.setattr(Embedder, "load", spy)
+    monkeypatch.setattr(EmbeddingModel, "read", classmethod(spy))
     return calls
 
 
@@ -110,7 +109,9 @@ def test_a_documents_own_text_finds_it_first_in_every_mode(client, corpus, model
 
 def test_hybrid_candidates_are_a_hybrid_search(client, corpus, model, rows):
     collection = ingest(client, corpus, model)
-    candidates = hybrid_candidates(client.sessions, client.store, collection, rows[7]["text"], 12)
+    candidates = hybrid_candidates(
+        client.sessions, client.store, collection, rows[7]["text"], 12, models=client.models
+    )
     assert len(candidates) == 12 and candidates[0].doc_id == rows[7]["id"]
     assert candidates[0].score == pytest.approx(1.0)  # fused: first in both lists
     # the tiny model's dense scores tie (all near 1.0), so only the sparse order is stable
@@ -128,16 +129,23 @@ def test_the_model_recorded_in_the_ledger_embeds_the_query(
         ingest(client, corpus, model_a): model_a,
         ingest(client, corpus, model_b): model_b,
     }
-    load_calls.clear()  # the ingests' own loads
+    asked = []
+    real_embedder = client.models.embedder
+
+    def embedder(model, spec):
+        asked.append((model, spec))
+        return real_embedder(model, spec)
+
+    client.models.embedder = embedder
+    query_spec = EmbedderSpec(MAX_LENGTH, "truncate", frozenset({"dense", "sparse"}))
     for collection, model in built_with.items():
         hits = client.search(collection, rows[3]["text"], mode="dense")
         assert hits[0].doc_id == "d3" and hits[0].score == pytest.approx(1.0, abs=1e-4)
-        assert load_calls[-1][0] == model
-        kwargs = load_calls[-1][1]
-        assert (kwargs["max_length"], kwargs["long_text"]) == (MAX_LENGTH, "truncate")
-        assert kwargs["outputs"] == "dense,sparse"
+        assert asked[-1] == (model, query_spec)
     client.search(next(iter(built_with)), "again", mode="sparse")
-    assert len(load_calls) == 2  # loaded once per process, whatever the mode
+    # each model read once per process (its ingest's batches ran here too), whatever the mode
+    assert load_calls == [model_a, model_b]
+    assert [held.model for held in client.models.resident()] == [model_b, model_a]
 
     with pytest.raises(NotIndexedError, match="'nobody-ingested'"):
         client.search("nobody-ingested", "anything")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from embedq import jobs
 from embedq.errors import PermanentError, RetryableError
-from embedq.jobs import JOB_ENDED, JOB_OPEN, JobStatus, JobView
+from embedq.jobs import JOB_ENDED, JOB_OPEN, IngestOptions, JobKind, JobStatus, JobView
 from embedq.jobs.clock import moment
 from embedq.jobs.db import is_transient
 from embedq.jobs.errors import LedgerUnavailableError, SchemaOutOfDateError
@@ -41,11 +41,11 @@ def view(status: JobStatus, total: int, done: int, failed: int) -> JobView:
     counts = dict.fromkeys(("batches_total", "chunks_done", "tokens_done", "splits"), 0)
     return JobView(
         id="j",
-        kind="ingest",
+        kind=JobKind.ingest,
         status=status,
         collection="c",
         model="m",
-        options={},
+        options=IngestOptions(physical_collection="c"),
         sealed=True,
         documents_total=total,
         documents_done=done,

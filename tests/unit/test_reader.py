@@ -12,13 +12,13 @@ from embedq.api.ingest import reader
 from embedq.api.ingest.batching import length_bucketed
 from embedq.api.ingest.reader import (
     MAX_TEXT_CHARS,
-    Document,
     Rejected,
     UnreadableInputError,
     document_from,
     read_documents,
 )
 from embedq.api.rerank.query_reader import read_queries
+from embedq.jobs.contracts import Document
 
 
 def write_lines(path, lines: list[bytes], *, gz: bool = False):

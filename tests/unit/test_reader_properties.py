@@ -9,7 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedq.api.ingest.reader import Document, Rejected, parse_line, read_documents
+from embedq.api.ingest.reader import Rejected, parse_line, read_documents
+from embedq.jobs.contracts import Document
 from embedq.store.points import PointData, checked_size, request_body
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,5 +128,5 @@ def test_accepted_metadata_always_encodes_for_qdrant_and_the_ledger(metadata):
     )
     checked_size(point)
     request_body([point])
-    json.dumps(outcome.as_payload())  # the ledger's column
-    json.dumps(outcome.as_payload(), allow_nan=False, ensure_ascii=False).encode("utf-8")
+    json.dumps(outcome.to_json())  # the ledger's column
+    json.dumps(outcome.to_json(), allow_nan=False, ensure_ascii=False).encode("utf-8")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from embedq.models.splitting import Failure, SplitRunner
+from embedq.models.splitting import NoFit, SplitRunner
 
 
 def runner_failing_above(limit: int, calls: list):
@@ -32,7 +32,7 @@ def test_item_that_fits_nowhere_fails_alone():
     runner, ooms = runner_failing_above(10, [])
     outcome = runner.run([1, 2, 50, 3])
     assert outcome[:2] == [10, 20]
-    assert outcome[2] == Failure("50 big")
+    assert outcome[2] == NoFit("50 big")
     assert outcome[3] == 30
     assert [50] in ooms
 

@@ -7,9 +7,10 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedq.api.http.problems import PROBLEM_JSON
+from embedq.errors import PermanentError
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(PermanentError):
     pass
 
 

@@ -120,7 +120,7 @@ async def append_ids(job_id: JobId, body: IdsIn, request: Request, who: Who) -> 
 def _append(
     backend: Backend, job_id: str, ids: list[str | int], recorded: Sequence[Rejected] = ()
 ) -> tuple[int, int]:
-    outcomes: list[deletion.DocumentId | Rejected] = [*deletion.ids_from(ids), *recorded]
+    outcomes: list[jobs.DocumentId | Rejected] = [*deletion.ids_from(ids), *recorded]
     batches = deletion.add_ids(
         job_id,
         outcomes,
@@ -128,4 +128,4 @@ def _append(
         queue=backend.client.queue,
         high_water_mark=None,  # checked before the request was taken
     )
-    return batches, sum(not isinstance(outcome, deletion.DocumentId) for outcome in outcomes)
+    return batches, sum(not isinstance(outcome, jobs.DocumentId) for outcome in outcomes)

@@ -36,8 +36,9 @@ from embedq.api.http.schemas import (
 )
 from embedq.api.http.views import etag_of, job_out
 from embedq.api.ingest import producer
-from embedq.api.ingest.reader import Document, Rejected, document_from, once_per_id
+from embedq.api.ingest.reader import Rejected, document_from, once_per_id
 from embedq.api.rerank import submission
+from embedq.jobs.contracts import Document
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -109,7 +110,8 @@ async def append_batch(job_id: JobId, body: BatchIn, request: Request, who: Who)
     if view.sealed or view.ended:
         raise ApiProblem(409, "Conflict", f"job {job_id} is {view.status}, sealed: no more batches")
     await refuse_when_full(backend)
-    batch_size = int(view.options.get("batch_size") or backend.settings.batch_size)
+    assert isinstance(view.options, jobs.IngestOptions)  # only ingestion takes batches
+    batch_size = view.options.batch_size or backend.settings.batch_size
     outcomes = [*_outcomes(body.documents), *recorded_rejections(body.rejected)]
     batches, rejected = await backend.run(_append, backend, _opened(view), outcomes, batch_size)
     return BatchesOut(
@@ -345,8 +347,10 @@ def _stop_intake(backend: Backend, view: jobs.JobView, reason: str) -> None:
 
 
 def _opened(view: jobs.JobView) -> producer.OpenedJob:
-    physical = str(view.options.get("physical_collection", view.collection))
-    return producer.OpenedJob(view.id, physical, view.collection, view.model, view.options)
+    options = view.options
+    assert not isinstance(options, jobs.RerankOptions)  # a rerank's intake stops above
+    physical = options.physical_collection
+    return producer.OpenedJob(view.id, physical, view.collection, view.model, options)
 
 
 def _check_sync_owner(backend: Backend, collection: str, tenant: str) -> None:

@@ -34,8 +34,8 @@ from embedq.api.http.schemas import BatchesOut, JobOut
 from embedq.api.http.schemas_rerank import QueriesIn, QueryIn, RerankIn, ResultOut, ResultPage
 from embedq.api.ingest.reader import Rejected, once_per_id
 from embedq.api.rerank import submission
-from embedq.api.rerank.query_reader import Query as RerankQuery
 from embedq.api.rerank.query_reader import query_from
+from embedq.jobs.contracts import Query as RerankQuery
 
 router = APIRouter(prefix="/v1", tags=["rerank"])
 
@@ -84,7 +84,8 @@ async def append_queries(job_id: JobId, body: QueriesIn, request: Request, who: 
     if view.sealed or view.ended:
         raise ApiProblem(409, "Conflict", f"job {job_id} is {view.status}, sealed: no more queries")
     await refuse_when_full(backend)
-    searched = int(view.options.get("candidates") or 0)
+    assert isinstance(view.options, jobs.RerankOptions)
+    searched = view.options.candidates or 0
     outcomes = [
         *_outcomes(body.queries, searched=searched > 0),
         *recorded_rejections(body.rejected),

@@ -62,7 +62,7 @@ def job_out(view: jobs.JobView, first_errors: Sequence[jobs.FailureView], now: d
         tenant=view.tenant,
         collection=view.collection,
         model=view.model,
-        options=view.options,
+        options=view.options.to_json(),
         sealed=view.sealed,
         documents_total=view.documents_total,
         documents_done=view.documents_done,

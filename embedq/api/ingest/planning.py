@@ -7,13 +7,15 @@ no job, no batch, no mark on any point.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from embedq.api.ingest.batching import groups
 from embedq.api.ingest.producer import IngestRequest, job_options, read_all
-from embedq.api.ingest.reader import Document, Rejected
+from embedq.api.ingest.reader import Rejected
 from embedq.api.ingest.screening import SCREEN_GROUP, Screen
+from embedq.jobs.contracts import Document
 from embedq.models.describe import describe_model
 from embedq.store import QdrantStore
 from embedq.store import documents as stored
@@ -48,11 +50,10 @@ def plan_ingest(request: IngestRequest, *, store: QdrantStore) -> IngestPlan:
     outputs = describe_model(request.model).choose(request.outputs)
     options = job_options(request, outputs, physical)
     # the screen of a job that skips, so that it can look documents up either way
-    screen = Screen.of(
-        store.client, job_id="", model=request.model, options=options | {"skip_unchanged": True}
-    )
+    looking = dataclasses.replace(options, skip_unchanged=True)
+    screen = Screen.of(store.client, job_id="", model=request.model, options=looking)
     assert screen is not None
-    new = _count(plan, outcomes, screen, skip=bool(options["skip_unchanged"]))
+    new = _count(plan, outcomes, screen, skip=options.skip_unchanged)
     plan.stored_after = stored.count_documents(store.client, physical) + new
     if request.sync:
         _plan_sweep(plan, store, physical, request.max_delete_share)

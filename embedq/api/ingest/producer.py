@@ -14,19 +14,20 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 from uuid import uuid4
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.api.ingest.batching import length_bucketed
-from embedq.api.ingest.reader import Document, Rejected, UnreadableInputError, read_documents
+from embedq.api.ingest.reader import Rejected, UnreadableInputError, read_documents
 from embedq.api.ingest.screening import Screen
 from embedq.api.stopping import stop_reason
 from embedq.jobs import reindexing
+from embedq.jobs.contracts import Document, Embedding, IngestOptions, JobOptions
 from embedq.models.describe import describe_model
 from embedq.outages import LEDGER, ride_out
 from embedq.store import CollectionShape, QdrantStore
@@ -52,8 +53,8 @@ class IngestRequest:
     model: str
     outputs: str | None = None
     max_length: int | None = None
-    long_text: str = "chunk"
-    batch_size: int = 256
+    long_text: jobs.LongText = "chunk"
+    batch_size: int = jobs.DEFAULT_BATCH_SIZE
     # skip documents the collection holds exactly as they would be written now
     skip_unchanged: bool = False
     # that (whatever ``skip_unchanged`` says), and once every document has landed, remove
@@ -69,11 +70,13 @@ class OpenedJob:
     job_id: str
     physical: str
     collection: str
-    model: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
+    model: str
+    options: JobOptions
 
     def screen(self, store: QdrantStore) -> Screen | None:
         """What skips this job's unchanged documents (None: it embeds them all)."""
+        if not isinstance(self.options, IngestOptions):
+            return None
         return Screen.of(store.client, job_id=self.job_id, model=self.model, options=self.options)
 
 
@@ -136,11 +139,7 @@ def open_job(
     """
     description = describe_model(request.model)
     outputs = description.choose(request.outputs)
-    shape = CollectionShape(
-        dense_dim=description.dense_dim if "dense" in outputs else None,
-        sparse="sparse" in outputs,
-        colbert_dim=description.colbert_dim if "colbert" in outputs else None,
-    )
+    shape = CollectionShape.for_outputs(description, outputs)
     # under the collection's guard, so a re-index cannot move the alias in between
     with reindexing.collection_guard(sessions, request.collection) as guard:
         if request.sync:
@@ -197,7 +196,7 @@ def add_documents(
 
 def publish_batches(
     job_id: str,
-    batches: Iterable[Sequence[Payload]],
+    batches: Iterable[Sequence[jobs.Payload]],
     *,
     sessions: sessionmaker[Session],
     queue: BatchQueue,
@@ -214,9 +213,8 @@ def publish_batches(
         if high_water_mark is not None:
             wait_below(queue, high_water_mark, job_id=job_id, sessions=sessions)
         batch_id = uuid4().hex
-        documents = [item.as_payload() for item in batch]
         record = functools.partial(
-            jobs.add_batch, sessions, job_id=job_id, documents=documents, batch_id=batch_id
+            jobs.add_batch, sessions, job_id=job_id, documents=batch, batch_id=batch_id
         )
         ride_out(record, service=LEDGER)
         queue.publish(batch_id)
@@ -224,12 +222,6 @@ def publish_batches(
         if on_batch is not None:
             on_batch(job_id)
     return published
-
-
-class Payload(Protocol):
-    """What a batch holds: a document, or a query with its candidates."""
-
-    def as_payload(self) -> dict[str, Any]: ...
 
 
 def seal(
@@ -259,17 +251,16 @@ def publish_due(
     return view.status
 
 
-def job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> dict[str, Any]:
-    return {
-        "outputs": ",".join(sorted(outputs)),
-        "max_length": request.max_length,
-        "long_text": request.long_text,
-        "batch_size": request.batch_size,
-        "physical_collection": physical,
-        "skip_unchanged": request.skip_unchanged or request.sync,
-        "sync": request.sync,
-        "max_delete_share": request.max_delete_share,
-    }
+def job_options(request: IngestRequest, outputs: frozenset[str], physical: str) -> IngestOptions:
+    embedding = Embedding(outputs, request.max_length, request.long_text)
+    return IngestOptions(
+        physical_collection=physical,
+        embedding=embedding,
+        batch_size=request.batch_size,
+        skip_unchanged=request.skip_unchanged or request.sync,
+        sync=request.sync,
+        max_delete_share=request.max_delete_share,
+    )
 
 
 def check_readable(path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from embedq.api.ingest.metadata import MAX_DEPTH, lone_surrogate, metadata_problem
 from embedq.errors import PermanentError
+from embedq.jobs.contracts import Document
 
 # Longest text accepted, in characters; longer documents fail alone with a reason.
 MAX_TEXT_CHARS = 8 * 2**20
@@ -42,19 +43,6 @@ _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 class UnreadableInputError(PermanentError):
     """An input file cannot be opened or is not text at all."""
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    metadata: dict[str, Any] | None = None
-
-    def as_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"id": self.id, "text": self.text}
-        if self.metadata is not None:
-            payload["metadata"] = self.metadata
-        return payload
 
 
 @dataclass(frozen=True)

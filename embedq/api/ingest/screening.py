@@ -13,14 +13,15 @@ neither written nor marked by it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from qdrant_client import QdrantClient
 
 from embedq.api.ingest.batching import groups
-from embedq.api.ingest.reader import Document, Rejected
+from embedq.api.ingest.reader import Rejected
+from embedq.jobs.contracts import Document, IngestOptions
 from embedq.jobs.fingerprint import content_hash, embedding_settings
 from embedq.store import documents as stored
 
@@ -41,17 +42,17 @@ class Screen:
 
     @classmethod
     def of(
-        cls, client: QdrantClient, *, job_id: str, model: str, options: Mapping[str, Any]
+        cls, client: QdrantClient, *, job_id: str, model: str, options: IngestOptions
     ) -> Screen | None:
         """The screen of a job, or None when it embeds every document it is given."""
-        if not options.get("skip_unchanged"):
+        if not options.skip_unchanged:
             return None
         return cls(
             client=client,
-            physical=str(options["physical_collection"]),
+            physical=options.physical_collection,
             job_id=job_id,
-            settings=embedding_settings(model, options),
-            sync=bool(options.get("sync")),
+            settings=embedding_settings(model, options.embedding),
+            sync=options.sync,
         )
 
     def changed(
@@ -73,7 +74,7 @@ class Screen:
         return {d.id for d in documents if hashes.get(d.id) == self.hash_of(d)}
 
     def hash_of(self, document: Document) -> str:
-        return content_hash(document.as_payload(), self.settings)
+        return content_hash(document, self.settings)
 
     def _screen(self, group: list[Outcome]) -> list[Outcome]:
         documents = [outcome for outcome in group if isinstance(outcome, Document)]

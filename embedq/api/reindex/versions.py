@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.api.ingest import producer
-from embedq.api.ingest.reader import Document
 from embedq.errors import PermanentError
 from embedq.jobs import reindexing
-from embedq.models.describe import describe_model
+from embedq.jobs.contracts import Document
+from embedq.models.describe import ModelDescription, describe_model
 from embedq.search.errors import NotIndexedError
 from embedq.search.index import IndexSettings, index_settings
 from embedq.store import CollectionShape, QdrantStore
@@ -42,8 +42,8 @@ class ReindexRequest:
     model: str | None = None
     outputs: str | None = None
     max_length: int | None = None
-    long_text: str | None = None
-    batch_size: int = 256
+    long_text: jobs.LongText | None = None
+    batch_size: int = jobs.DEFAULT_BATCH_SIZE
     drop_old: bool = False
 
 
@@ -66,28 +66,19 @@ def start_reindex(
     built = _built_with(sessions, request, source)
     model = request.model or built.model
     description = describe_model(model)
-    outputs = description.choose(request.outputs or built.options.get("outputs"))
-    shape = CollectionShape(
-        dense_dim=description.dense_dim if "dense" in outputs else None,
-        sparse="sparse" in outputs,
-        colbert_dim=description.colbert_dim if "colbert" in outputs else None,
-    )
-    options = {
-        "outputs": ",".join(sorted(outputs)),
-        "max_length": request.max_length or built.options.get("max_length"),
-        "long_text": request.long_text or built.options.get("long_text") or "chunk",
-        "batch_size": request.batch_size,
-        "source_collection": source,
-        "drop_old": request.drop_old,
-    }
+    embedding = _embedding(request, built, description)
+    shape = CollectionShape.for_outputs(description, embedding.outputs)
     with reindexing.collection_guard(sessions, name) as guard:
         target = store.create_version(name, shape)
+        options = jobs.ReindexOptions(
+            physical_collection=target,
+            source_collection=source,
+            embedding=embedding,
+            batch_size=request.batch_size,
+            drop_old=request.drop_old,
+        )
         job_id = guard.create_job(
-            kind="reindex",
-            collection=name,
-            model=model,
-            options={**options, "physical_collection": target},
-            tenant=tenant,
+            kind="reindex", collection=name, model=model, options=options, tenant=tenant
         )
     store.begin_bulk_load(target)
     logger.info("job %s: re-indexing %s from %s into %s", job_id, name, source, target)
@@ -119,7 +110,8 @@ def rollback(sessions: sessionmaker[Session], store: QdrantStore, *, collection:
     last = reindexing.last_reindex(sessions, collection=collection)
     if last is None:
         raise ReindexError(f"collection {collection!r} has no re-index to roll back")
-    previous = str(last.options["source_collection"])
+    assert isinstance(last.options, jobs.ReindexOptions)
+    previous = last.options.source_collection
     if store.resolve(collection) == previous:
         raise ReindexError(f"{collection!r} already points at {previous}: rolled back already")
     if store.resolve(previous) != previous:
@@ -154,7 +146,20 @@ def _built_with(
                 f"nothing has been written to {request.collection!r} yet, so there is no model "
                 "to keep: name one"
             ) from None
-        return IndexSettings(model=request.model, options={})
+        return IndexSettings(model=request.model)
+
+
+def _embedding(
+    request: ReindexRequest, built: IndexSettings, description: ModelDescription
+) -> jobs.Embedding:
+    """The new version's embedding settings: the request's, else the live version's."""
+    was = built.embedding or jobs.Embedding()
+    outputs = description.choose(request.outputs or (sorted(built.outputs) or None))
+    return jobs.Embedding(
+        outputs=outputs,
+        max_length=request.max_length or was.max_length,
+        long_text=request.long_text or was.long_text,
+    )
 
 
 def _live_version(store: QdrantStore, name: str) -> str:

@@ -9,7 +9,6 @@ with its line number and reason, and every other line is read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +19,10 @@ from embedq.api.ingest.reader import (
     parse_row,
     readable_lines,
 )
+from embedq.jobs.contracts import Candidate, Query
 
 # per query, whether listed or found by a search: the API's limit, and a search's
 MAX_CANDIDATES_PER_QUERY = 10_000
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Query:
-    """A query and its candidates: one 'document' of a rerank job, failing or done as one."""
-
-    id: str
-    text: str
-    candidates: tuple[Candidate, ...]
-
-    def as_payload(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "query": self.text,
-            "candidates": [{"id": c.id, "text": c.text} for c in self.candidates],
-        }
 
 
 def read_queries(

@@ -17,20 +17,15 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embedq import jobs
 from embedq.api.ingest.producer import accepted, check_readable, publish_batches, stops_recorded
 from embedq.api.ingest.reader import Rejected
-from embedq.api.rerank.query_reader import (
-    MAX_CANDIDATES_PER_QUERY,
-    Query,
-    pair_bounded,
-    read_queries,
-)
+from embedq.api.rerank.query_reader import MAX_CANDIDATES_PER_QUERY, pair_bounded, read_queries
 from embedq.errors import InvalidSettingError
+from embedq.jobs.contracts import Query
 from embedq.models.describe import check_reranker
 from embedq.search.index import index_settings
 from embedq.workers.queues import BatchQueue
@@ -57,12 +52,10 @@ class RerankRequest:
         """Candidates a worker finds per query (0: the queries bring their own)."""
         return 0 if self.from_collection is None else self.candidates
 
-    def job_options(self) -> dict[str, Any]:
-        return {
-            "top_k": self.top_k,
-            "from_collection": self.from_collection,
-            "candidates": self.searched or None,
-        }
+    def job_options(self) -> jobs.RerankOptions:
+        return jobs.RerankOptions(
+            top_k=self.top_k, from_collection=self.from_collection, candidates=self.searched or None
+        )
 
 
 def submit_rerank(

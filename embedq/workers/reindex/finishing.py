@@ -51,13 +51,14 @@ class ReindexPlan:
     @classmethod
     def of(cls, view: jobs.JobView) -> ReindexPlan:
         options = view.options
-        since = options.get("caught_up_since")
+        assert isinstance(options, jobs.ReindexOptions)
+        since = options.caught_up_since
         return cls(
             job_id=view.id,
             collection=view.collection,
-            source=str(options["source_collection"]),
-            target=str(options["physical_collection"]),
-            drop_old=bool(options.get("drop_old")),
+            source=options.source_collection,
+            target=options.physical_collection,
+            drop_old=options.drop_old,
             since=datetime.fromisoformat(since) if since else view.created_at,
         )
 
@@ -125,7 +126,8 @@ def _catch_up(
     """Queue the documents these ingestions wrote again, for the new version; False if none."""
     reindexing.record_catch_up(sessions, job_id=plan.job_id, started=started)
     batches = 0
-    for documents in _groups(store.documents(plan.source, job_ids=ingestions), CATCH_UP_BATCH):
+    for stored in _groups(store.documents(plan.source, job_ids=ingestions), CATCH_UP_BATCH):
+        documents = [jobs.Document.from_json(document) for document in stored]
         ref = jobs.add_batch(sessions, job_id=plan.job_id, documents=documents, catch_up=True)
         publish(ref.id)
         batches += 1

@@ -1,1 +1,1 @@
-"""Rerank jobs, worker side: finding candidates and ranking them."""
+"""Rerank jobs, worker side: finding candidates (``ranking``), scoring and ranking (``scoring``)."""

@@ -10,15 +10,16 @@ by a hybrid search of that collection (a document's best chunk stands for it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from embedq import jobs
 from embedq.errors import PermanentError
 from embedq.search.query import Hit
 from embedq.search.searcher import plan_search
 from embedq.workers.context import WorkerContext
+from embedq.workers.running import BatchRun
 
 
 @dataclass(frozen=True)
@@ -28,63 +29,61 @@ class RankedBatch:
     queries_done: int
 
 
-def rerank_claim(context: WorkerContext, claim: jobs.Claim) -> RankedBatch:
-    reranker = context.reranker(claim.model)
-    queries, not_found = with_candidates(context, claim)
-    pairs = [(query["query"], c["text"]) for query in queries for c in query["candidates"]]
-    scores, reasons = reranker.score_each(pairs)
-    ranked = rank(queries, scores, reasons, top_k=claim.options.get("top_k"))
+def rerank_claim(run: BatchRun) -> RankedBatch:
+    """Score and rank the batch's queries; the model stops once the batch's lease is lost."""
+    context, claim = run.context, run.claim
+    options = claim.options_as(jobs.RerankOptions)
+    reranker = context.models.reranker(claim.model)
+    queries, not_found = with_candidates(context, claim, options)
+    pairs = [(query.text, c.text) for query in queries for c in query.candidates]
+    scores, reasons = reranker.score_each(pairs, on_progress=run.on_progress)
+    ranked = rank(queries, scores, reasons, top_k=options.top_k)
     return RankedBatch(ranked.results, not_found + ranked.failures, ranked.queries_done)
 
 
 def with_candidates(
-    context: WorkerContext, claim: jobs.Claim
-) -> tuple[list[dict[str, Any]], list[jobs.Failure]]:
+    context: WorkerContext, claim: jobs.Claim, options: jobs.RerankOptions
+) -> tuple[list[jobs.Query], list[jobs.Failure]]:
     """The batch's queries with their candidates, searched for where the job says so.
 
     How the collection is searched (its mode and model) is settled once for the batch.
     A query whose search cannot run (or finds nothing) fails alone; a passing error
     (Qdrant unreachable) propagates, so the whole batch is tried again.
     """
-    collection = claim.options.get("from_collection")
-    if not collection:
-        return list(claim.documents), []
-    settings = context.settings
+    given = claim.documents_as(jobs.Query)
+    collection, wanted = options.from_collection, options.candidates
+    if collection is None or wanted is None:
+        return given, []
     try:
         plan = plan_search(
-            context.sessions,
-            context.store,
-            collection,
-            mode="hybrid",
-            device=settings.device,
-            memory_budget=settings.memory_budget,
+            context.sessions, context.store, collection, models=context.models, mode="hybrid"
         )
     except PermanentError as error:  # the collection cannot be searched: no query can
-        return [], [_not_searched(query, collection, str(error)) for query in claim.documents]
+        return [], [_not_searched(query, collection, str(error)) for query in given]
     queries, failures = [], []
-    for query in claim.documents:
+    for query in given:
         try:
-            hits = plan.hits(context.store, query["query"], int(claim.options["candidates"]))
+            hits = plan.hits(context.store, query.text, wanted)
         except PermanentError as error:
             failures.append(_not_searched(query, collection, str(error)))
             continue
         if not hits:
             failures.append(_not_searched(query, collection, "the search found no documents"))
             continue
-        queries.append({**query, "candidates": one_per_document(hits)})
+        queries.append(dataclasses.replace(query, candidates=one_per_document(hits)))
     return queries, failures
 
 
-def one_per_document(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+def one_per_document(hits: Sequence[Hit]) -> tuple[jobs.Candidate, ...]:
     """The candidates the hits give: a document's best chunk stands for it."""
-    best: dict[str, dict[str, Any]] = {}
+    best: dict[str, jobs.Candidate] = {}
     for hit in hits:
-        best.setdefault(hit.doc_id, {"id": hit.doc_id, "text": hit.text})
-    return list(best.values())
+        best.setdefault(hit.doc_id, jobs.Candidate(hit.doc_id, hit.text))
+    return tuple(best.values())
 
 
 def rank(
-    queries: Sequence[dict[str, Any]],
+    queries: Sequence[jobs.Query],
     scores: Sequence[float | None],
     reasons: dict[int, str],
     *,
@@ -98,7 +97,7 @@ def rank(
     failures: list[jobs.Failure] = []
     start = 0
     for query in queries:
-        candidates = query["candidates"]
+        candidates = query.candidates
         span = range(start, start + len(candidates))
         start = span.stop
         scored = [score for score in scores[span.start : span.stop] if score is not None]
@@ -108,32 +107,32 @@ def rank(
                 _failure(query, [candidates[i - span.start] for i in failed], reasons[failed[0]])
             )
             continue
-        results.extend(_ranked(str(query["id"]), candidates, scored, top_k))
+        results.extend(_ranked(query.id, candidates, scored, top_k))
     return RankedBatch(results, failures, queries_done=len(queries) - len(failures))
 
 
 def _ranked(
-    query_id: str, candidates: list[dict[str, Any]], scores: list[float], top_k: int | None
+    query_id: str, candidates: Sequence[jobs.Candidate], scores: list[float], top_k: int | None
 ) -> list[jobs.RerankResult]:
     # a stable sort: equal scores keep the candidates' input order
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_k]
     return [
         jobs.RerankResult(
-            query_id=query_id, candidate_id=str(candidates[i]["id"]), score=scores[i], rank=rank
+            query_id=query_id, candidate_id=candidates[i].id, score=scores[i], rank=rank
         )
         for rank, i in enumerate(order, start=1)
     ]
 
 
-def _failure(query: dict[str, Any], failed: list[dict[str, Any]], reason: str) -> jobs.Failure:
+def _failure(query: jobs.Query, failed: list[jobs.Candidate], reason: str) -> jobs.Failure:
     more = f" (and {len(failed) - 1} more candidates)" if len(failed) > 1 else ""
     return jobs.Failure(
-        doc_id=str(query["id"]),
-        reason=f"candidate {failed[0]['id']!r} could not be scored: {reason}{more}",
+        doc_id=query.id,
+        reason=f"candidate {failed[0].id!r} could not be scored: {reason}{more}",
     )
 
 
-def _not_searched(query: dict[str, Any], collection: str, reason: str) -> jobs.Failure:
+def _not_searched(query: jobs.Query, collection: str, reason: str) -> jobs.Failure:
     return jobs.Failure(
-        doc_id=str(query["id"]), reason=f"no candidates from collection {collection!r}: {reason}"
+        doc_id=query.id, reason=f"no candidates from collection {collection!r}: {reason}"
     )

@@ -8,6 +8,7 @@ Create Date: 2025-01-01
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,15 +19,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _id(name: str, *, nullable: bool) -> sa.Column:
+def _id(name: str, *, nullable: bool) -> sa.Column[Any]:
     return sa.Column(name, sa.String(32), nullable=nullable)
 
 
-def _time(name: str, nullable: bool = True) -> sa.Column:
+def _time(name: str, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _counter(name: str) -> sa.Column:
+def _counter(name: str) -> sa.Column[Any]:
     return sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
 
 
