@@ -157,6 +157,13 @@ def worker_context(
     if not isinstance(context, WorkerContext):
         context = build_context(app, settings, publish_reindex=publish_reindex)
         _process["context"] = context
+        # the id its leases carry in the ledger, so a batch's owner can be told from the logs
+        logger.info(
+            "worker %s is ready: models on %s under a budget of %s",
+            context.worker_id,
+            settings.device or "the default device",
+            settings.memory_budget or "the default",
+        )
     return context
 
 

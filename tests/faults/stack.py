@@ -82,7 +82,7 @@ def server(what: str, make: Callable[[], Server]) -> Iterator[Server]:
 
 # --- workers ----------------------------------------------------------------------------------
 
-WORKER_ID = re.compile(r"worker (\S+) loads ")
+WORKER_ID = re.compile(r"worker (\S+) is ready")
 NOTABLE = re.compile(r"^\S+ \S+ \S+ (WARNING|ERROR|CRITICAL): \S")  # not a progress bar's
 NOTABLE_LINES = 12
 
