@@ -12,9 +12,9 @@ from bench.pipeline.config import LOGGER
 from bench.pipeline.nullmodel import NullEmbedder
 from bench.runtime.measure import now
 from embedq.jobs.contracts import Document
+from embedq.models import BatchEmbedder
 from embedq.store import CollectionShape, PointData, QdrantStore
 from embedq.store.points import checked_size, point_struct, request_spans
-from embedq.workers.context import BatchEmbedder
 from embedq.workers.ingest.embedding import summarise
 
 logger = logging.getLogger(LOGGER)

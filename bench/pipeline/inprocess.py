@@ -19,8 +19,8 @@ from bench.pipeline.session import BenchSession
 from bench.runtime.measure import now
 from embedq import jobs
 from embedq.api.ingest.producer import IngestRequest, submit
-from embedq.models import GivenModels
-from embedq.workers.context import BatchEmbedder, WorkerContext
+from embedq.models import BatchEmbedder, GivenModels
+from embedq.workers.context import WorkerContext
 from embedq.workers.hooks import default_hooks
 from embedq.workers.hooks.write_ended import WriteEnded
 from embedq.workers.ingest.writer import BatchWriter

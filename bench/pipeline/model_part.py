@@ -50,12 +50,12 @@ from bench.runtime.config import MINILM
 from bench.runtime.corpus import warmup_texts
 from bench.runtime.models import model_folder
 from embedq.api.ingest.producer import IngestRequest
-from embedq.workers.context import BatchEmbedder, load_embedder
+from embedq.models import BatchEmbedder, EmbedderSpec, ModelRegistry
 
 logger = logging.getLogger(LOGGER)
 
-# the job options that decide how a worker loads the model (WorkerContext.MODEL_OPTIONS)
-MODEL_OPTIONS = {"outputs": MODEL_OUTPUTS, "max_length": MAX_LENGTH, "long_text": LONG_TEXT}
+# the job's embedding settings, as a worker asks its model registry for them
+MODEL_SPEC = EmbedderSpec(MAX_LENGTH, LONG_TEXT, frozenset(MODEL_OUTPUTS.split(",")))
 RUNTIME, IN_PROCESS, CELERY = "runtime_alone", "pipeline_in_process", "pipeline_celery"
 
 
@@ -130,7 +130,9 @@ def make_rounds(session: BenchSession, texts: list[str]) -> list[Round]:
 
 def warm_embedder(session: BenchSession, folder: Path, texts: list[str]) -> BatchEmbedder:
     """The model as a worker loads it for these job options, run once on a spread of lengths."""
-    embedder = load_embedder(session.settings(), str(folder), dict(MODEL_OPTIONS))
+    settings = session.settings()
+    models = ModelRegistry(settings.device, settings.memory_budget)
+    embedder = models.embedder(str(folder), MODEL_SPEC)
     embedder.embed(warmup_texts(texts, [len(text) for text in texts]))
     return embedder
 
