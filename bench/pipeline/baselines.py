@@ -51,9 +51,8 @@ def null_points(
     """The points the pipeline builds of each batch (its own ``summarise``), vectors included."""
     points = []
     for batch in batches:
-        documents = [document.to_json() for document in batch]
-        results = embedder.embed([document["text"] for document in documents])
-        points.append(summarise(documents, results, job_id=job_id, model=model).points)
+        results = embedder.embed([document.text for document in batch])
+        points.append(summarise(batch, results, job_id=job_id, model=model).points)
     return points
 
 

@@ -243,7 +243,7 @@ def pipeline_report(
     breakdown = celery_breakdown if method == CELERY else in_process_breakdown
     entry = {
         **pipeline_entry(runs),
-        "points_stored": session.store.count(str(runs[0].job.options["physical_collection"])),
+        "points_stored": session.store.count(runs[0].job.options.physical_collection),
         "where_time_goes": breakdown(runs),
     }
     entry["per_round_ratio"] = round_ratios(results, method)

@@ -97,7 +97,7 @@ def in_process_entry(
         batch_size=session.batch_size,
     )
     run = run_in_process(session, request, embedder)
-    physical = str(run.job.options["physical_collection"])
+    physical = run.job.options.physical_collection
     entry = {
         **pipeline_entry([run]),
         "points_stored": session.store.count(physical),

@@ -123,7 +123,7 @@ def ingest(
     view = client.wait(job_id, timeout=3600, poll_seconds=1.0)
     seconds = time.monotonic() - started
     batches = jobs.list_batches(client.sessions, job_id=job_id)
-    physical = str(view.options["physical_collection"])
+    physical = view.options.physical_collection
     return {
         "job_status": view.status.value,
         "documents_done": view.documents_done,
