@@ -41,13 +41,13 @@ from bench.pipeline.services import (
     queue_name,
     run_tag,
 )
+from bench.runtime.config import DATA
 from bench.runtime.report import record
 from embedq.api.client import Client
 from embedq.faults import SLOW_AT, SLOW_SECONDS
 from embedq.settings import Settings
 from embedq.workers.cancellation import MICRO_BATCH
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 WORKER_READY = "ready."
 WORKER_START_S = 300
 WARM_UP_DOCUMENTS = 16
@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lease-seconds", type=int, default=6)
     parser.add_argument("--slow-seconds", type=float, default=0.0, help="added per micro-batch")
     parser.add_argument("--model", help="a model folder (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a copy of shared/data")
+    parser.add_argument("--data", type=Path, default=DATA, help="a copy of shared/data")
     parser.add_argument("--database-url", default=services.database_url)
     parser.add_argument("--redis-url", default=services.redis_url)
     parser.add_argument("--qdrant-url", default=services.qdrant_url)

@@ -36,13 +36,13 @@ from bench.pipeline.services import (
     queue_name,
     run_tag,
 )
+from bench.runtime.config import DATA
 from bench.runtime.report import device_name, record, versions
 from embedq import jobs
 from embedq.api.client import Client
 from embedq.models.synthetic import build_encoder
 from embedq.settings import Settings
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REPUBLISHED = re.compile(r"batch \w+: (.+): publishing it")
 TARGET_DUPLICATE_RATE = 0.01
 
@@ -62,7 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--high-water-mark", type=int, default=64)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a copy of shared/data")
+    parser.add_argument("--data", type=Path, default=DATA, help="a copy of shared/data")
     parser.add_argument("--database-url", default=services.database_url)
     parser.add_argument("--redis-url", default=services.redis_url)
     parser.add_argument("--qdrant-url", default=services.qdrant_url)

@@ -208,9 +208,9 @@ def read_options(kind: str | JobKind, raw: Mapping[str, Any], *, collection: str
     (a version of a collection: the ``collection`` the job names)."""
     try:
         return OPTIONS_BY_KIND[JobKind(kind)].from_json(raw, collection=collection)
+    except InvalidJobOptionsError:
+        raise  # read, and refused by its type's own checks: its reason says why
     except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, InvalidJobOptionsError):
-            raise
         raise InvalidJobOptionsError(f"options of a {kind} job cannot be read: {error}") from error
 
 
@@ -218,7 +218,6 @@ def written_collection(options: JobOptions) -> str:
     """The version of a collection a job writes to (or deletes from), never the alias."""
     if isinstance(options, RerankOptions):
         _refuse("a rerank job writes to no collection")
-    assert not isinstance(options, RerankOptions)
     return options.physical_collection
 
 
@@ -226,7 +225,6 @@ def embedding_of(options: JobOptions) -> Embedding:
     """How a job that embeds (an ingestion or a re-index) embeds its texts."""
     if not isinstance(options, (IngestOptions, ReindexOptions)):
         _refuse(f"a job with {type(options).__name__} embeds nothing")
-    assert isinstance(options, (IngestOptions, ReindexOptions))
     return options.embedding
 
 

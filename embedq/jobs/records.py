@@ -66,11 +66,12 @@ class Claim:
 
     def documents_as(self, wanted: type[Item]) -> list[Item]:
         """The batch's payloads, which its handler expects to be ``wanted`` each."""
-        if not all(isinstance(item, wanted) for item in self.documents):
+        items: list[Item] = [item for item in self.documents if isinstance(item, wanted)]
+        if len(items) < len(self.documents):
             raise InvalidJobOptionsError(
                 f"batch {self.batch_id}: a {self.kind} job's payloads are not {wanted.__name__}"
             )
-        return [item for item in self.documents if isinstance(item, wanted)]
+        return items
 
 
 @dataclass(frozen=True)
